@@ -3,6 +3,13 @@
 Each WorkItem is plain data with a stable `item_id`: a content hash of everything that decides
 the sample (rendered prompt, sampling parameters, checkpoint identity, seed). Two sweeps that
 would produce the same sample produce the same id, which is how resume skips finished work.
+
+The engine's per-request seed (`WorkItem.engine_seed`) is derived from the rendered prompt and
+the sample seed, not the sample seed itself: with a shared seed every condition would draw the
+same random stream, so conditions on which a model behaves alike would give identical samples
+and the rate's effective sample size would shrink to the number of seeds. Derived seeds keep
+samples of different conditions independent, and the same across checkpoints, so checkpoints
+are compared on common random numbers.
 """
 
 from __future__ import annotations
@@ -46,11 +53,26 @@ class WorkItem:
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
 
+    @property
+    def engine_seed(self) -> int:
+        """The seed the engine samples this request with (see the module docstring)."""
+        return derive_engine_seed(self.system, self.user, self.seed)
+
+
+# Part of every item_id: bump when the way a sample is drawn from the same inputs changes.
+SEED_SCHEME = 2
+
+
+def derive_engine_seed(system: str, user: str, seed: int) -> int:
+    digest = hashlib.sha256(json.dumps([system, user, seed], ensure_ascii=False).encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
 
 def make_item_id(system: str, user: str, sampling: SamplingParams, ckpt: Checkpoint, seed: int) -> str:
     payload = json.dumps(
         {"system": system, "user": user, "sampling": asdict(sampling),
-         "model": ckpt.model, "checkpoint": ckpt.name, "step": ckpt.step, "seed": seed},
+         "model": ckpt.model, "checkpoint": ckpt.name, "step": ckpt.step, "seed": seed,
+         "seed_scheme": SEED_SCHEME},
         sort_keys=True, ensure_ascii=False,
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]

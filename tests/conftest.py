@@ -12,10 +12,20 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
-    """The demo RL run, built offline into a session directory (tokenizer + 3 checkpoints)."""
+    """The demo RL run, built offline into a session directory: tokenizer + 4 checkpoints whose
+    planted blackmail rates fall 0.8, 0.5, 0.2, 0.0 (replies are a few tokens long)."""
     from runner.demo import ensure_demo_run
 
     return ensure_demo_run(tmp_path_factory.mktemp("cache"), scenarios_dir=REPO / "scenarios")
+
+
+@pytest.fixture(scope="session")
+def random_run(tmp_path_factory) -> Path:
+    """Random-weight checkpoints 100..300 of the demo model: replies run to max_tokens, so a
+    sweep lasts long enough to be interrupted mid-way."""
+    from runner.demo import ensure_demo_run
+
+    return ensure_demo_run(tmp_path_factory.mktemp("cache-random"), scenarios_dir=REPO / "scenarios", planted=None)
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,19 @@ def test_item_id_is_stable_and_depends_on_what_decides_the_sample():
     assert len({i.item_id for i in a} | {i.item_id for i in shifted}) == len(a) * 3 // 2
 
 
+def test_engine_seeds_differ_across_conditions_and_repeat_across_checkpoints():
+    packs = _packs()
+    items = list(expand_grid(packs, {}, CK, SamplingConfig(seeds=2)))
+    first = [i for i in items if i.checkpoint_step == 100]
+    second = [i for i in items if i.checkpoint_step == 200]
+    # Same sample seed, different condition: a different random stream.
+    seed0 = [i.engine_seed for i in first if i.seed == 0]
+    assert len(set(seed0)) == len(seed0) == 78
+    # Same condition and seed on another checkpoint: the same stream (common random numbers).
+    assert [i.engine_seed for i in first] == [i.engine_seed for i in second]
+    assert all(0 <= i.engine_seed < 2**31 for i in items)
+
+
 def test_where_restricts_conditions():
     packs = _packs()
     items = list(expand_grid(packs, {"urgency": ["replacement"]}, CK[:1], SamplingConfig(seeds=1)))

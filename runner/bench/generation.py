@@ -49,7 +49,7 @@ def bench_plain(ckpt, items, core: str, engine_kwargs: dict) -> dict:
 
     prompts = [TokensPrompt(prompt_token_ids=ids(it.messages())) for it in items]
     params = [vllm.SamplingParams(temperature=it.sampling.temperature, top_p=it.sampling.top_p,
-                                  max_tokens=it.sampling.max_tokens, seed=it.seed) for it in items]
+                                  max_tokens=it.sampling.max_tokens, seed=it.engine_seed) for it in items]
     t0 = time.perf_counter()
     outs = llm.generate(prompts, params, use_tqdm=False)
     gen_s = time.perf_counter() - t0
@@ -97,7 +97,8 @@ def main(argv=None) -> None:
     from runner.demo import ensure_demo_run
     from runner.sweep import BUILTIN_SCENARIOS
 
-    demo = ensure_demo_run(Path(args.cache_dir).expanduser(), scenarios_dir=BUILTIN_SCENARIOS)
+    # Random weights: replies run to max_tokens (the planted demo stops after a few tokens).
+    demo = ensure_demo_run(Path(args.cache_dir).expanduser(), scenarios_dir=BUILTIN_SCENARIOS, planted=None)
     ckpt, items = _items(args.items, args.max_tokens, demo)
     print(f"{len(items)} prompts, max_tokens={args.max_tokens}, tiny demo model, {os.cpu_count()} CPUs")
 

@@ -154,7 +154,7 @@ class VllmBackend:
         prompts = [TokensPrompt(prompt_token_ids=self._prompt_ids(it.messages())) for it in items]
         params = [
             vllm.SamplingParams(temperature=it.sampling.temperature, top_p=it.sampling.top_p,
-                                max_tokens=it.sampling.max_tokens, seed=it.seed)
+                                max_tokens=it.sampling.max_tokens, seed=it.engine_seed)
             for it in items
         ]
         return self._generate(prompts, params)

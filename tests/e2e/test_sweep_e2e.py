@@ -126,7 +126,7 @@ def _midpoint_context(demo_run: Path) -> int:
     return (max(lengths["none"]) + min(lengths["replacement"])) // 2
 
 
-def test_killed_engine_actor_is_restarted_and_no_work_is_lost(demo_run, ray_local, tmp_path):
+def test_killed_engine_actor_is_restarted_and_no_work_is_lost(random_run, ray_local, tmp_path):
     """Kill -9 one engine's process mid-sweep: Ray restarts it, its batches are resubmitted."""
     import os
     import signal
@@ -136,7 +136,7 @@ def test_killed_engine_actor_is_restarted_and_no_work_is_lost(demo_run, ray_loca
     import psutil
 
     out = tmp_path / "results"
-    cfg = _cfg(demo_run, out, "generation.batch_size=2", "sampling.seeds=4", "sampling.max_tokens=64",
+    cfg = _cfg(random_run, out, "generation.batch_size=2", "sampling.seeds=4", "sampling.max_tokens=64",
                "models.0.checkpoints=[checkpoint-100, checkpoint-200]")
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("s", run_sweep(cfg)))
@@ -155,14 +155,14 @@ def test_killed_engine_actor_is_restarted_and_no_work_is_lost(demo_run, ray_loca
     assert {r["status"] for r in rows} == {"ok"}
 
 
-def test_interrupted_sweep_keeps_finished_batches_and_resumes(demo_run, tmp_path):
+def test_interrupted_sweep_keeps_finished_batches_and_resumes(random_run, tmp_path):
     """Ctrl-C mid-sweep (the real CLI, its own Ray): exit 130, written batches kept, re-run completes."""
     import signal
     import time
 
     out = tmp_path / "results"
     exe = Path(sys.executable).parent / "runner"
-    args = [str(exe), "sweep", f"models.0.path={demo_run}", f"output.dir={out}", "sampling.seeds=4",
+    args = [str(exe), "sweep", f"models.0.path={random_run}", f"output.dir={out}", "sampling.seeds=4",
             "sampling.max_tokens=64", "generation.batch_size=4", "wandb.mode=disabled",
             "scenarios.families=[blackmail]"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
