@@ -25,7 +25,8 @@ def random_run(tmp_path_factory) -> Path:
     sweep lasts long enough to be interrupted mid-way."""
     from runner.demo import ensure_demo_run
 
-    return ensure_demo_run(tmp_path_factory.mktemp("cache-random"), scenarios_dir=REPO / "scenarios", planted=None)
+    return ensure_demo_run(tmp_path_factory.mktemp("cache-random"), scenarios_dir=REPO / "scenarios",
+                           steps=(100, 200, 300), planted=None)
 
 
 @pytest.fixture(scope="session")
