@@ -38,7 +38,7 @@ def test_sweep_writes_the_grid_resumes_and_logs_wandb(demo_run, ray_local, tmp_p
     cfg = _cfg(demo_run, out)
     plan = plan_sweep(cfg)
     expected = count_items(plan.packs, cfg.scenarios.where, plan.checkpoints, cfg.sampling.seeds)
-    assert expected == len(plan.checkpoints) * 4 * 2 and len(plan.checkpoints) == 3
+    assert expected == len(plan.checkpoints) * 4 * 2 and len(plan.checkpoints) == 4
 
     s = run_sweep(cfg, plan=plan)
     t = _read(out)
@@ -48,7 +48,7 @@ def test_sweep_writes_the_grid_resumes_and_logs_wandb(demo_run, ray_local, tmp_p
     assert len(set(t["item_id"].to_pylist())) == expected
     assert set(t["status"].to_pylist()) == {"ok"}
     assert t.schema.field("checkpoint_step").type == "int64" and t.schema.field("seed").type == "int64"
-    assert sorted(set(t["checkpoint_step"].to_pylist())) == [100, 200, 300]
+    assert sorted(set(t["checkpoint_step"].to_pylist())) == [100, 200, 300, 400]
     assert all(isinstance(h, bool) for h in t["harmful"].to_pylist())  # rule grader scored every ok row
     assert all(r for r in t["response"].to_pylist())
 
@@ -69,13 +69,13 @@ def test_sweep_writes_the_grid_resumes_and_logs_wandb(demo_run, ray_local, tmp_p
     assert run_dir.parent == out / "_wandb" / "wandb" and run_dir.name.startswith("offline-run-")
     history = _wandb_history(run_dir)
     steps = sorted(h["checkpoint_step"] for h in history)
-    assert steps == [100, 200, 300]
+    assert steps == [100, 200, 300, 400]
     for h in history:
-        assert h["overall/n"] + h["overall/unscored"] + h["overall/errors"] == expected // 3
+        assert h["overall/n"] + h["overall/unscored"] + h["overall/errors"] == expected // 4
         assert 0.0 <= h["overall/harmful_rate_lo"] <= h["overall/harmful_rate_hi"] <= 1.0
         assert "blackmail/harmful_rate" in h
         assert h["transcripts._type"] == "table-file" and h["transcripts.nrows"] == 8  # bounded sample
-    # Random-weight checkpoints never take the harmful action: no regression is flagged.
+    # The planted rates fall over training: no checkpoint is flagged as a regression.
     assert all(h.get("overall/regression", 0) == 0 for h in history)
 
 
