@@ -3,6 +3,7 @@
     runner sweep [CONFIG.yaml] [key=value ...]   run a sweep (no CONFIG: the embedded demo)
     runner watch RUN_DIR [CONFIG.yaml] [key=value ...]  evaluate checkpoints as training writes them
     runner validate [PACK_DIR ...]               lint scenario packs, print family/condition counts
+    runner grade RESULTS_DIR [CONFIG.yaml] [key=value ...]  re-grade a dataset (new grading version)
 
 Bad input exits with status 2 and one clear message, no traceback. Neither `--help` nor
 `validate` imports vLLM or Ray.
@@ -22,6 +23,20 @@ EPILOG = """examples:
   runner sweep conf/sweep.yaml sampling.seeds=8 output.dir=/data/evals/run1
   runner sweep models.0.path=/ckpts/my-rl-run 'scenarios.where={urgency: [replacement]}'
   runner validate scenarios/ ~/my-packs/
+  runner grade results/demo grading.judge.enabled=true grading.judge.model=/models/judge
+"""
+
+GRADE_EPILOG = """Adds one row per item under a new grading version (a hash of the grading settings, packs'
+checks and rubrics, and the eval-awareness classifier); earlier rows stay as they were. Only
+items with an `ok` reply are graded; no generation engine starts. An item whose prompt can no
+longer be rebuilt from the packs (the pack changed since generation) gets an unscored row with
+the reason. Re-running resumes: items already graded with this version are skipped.
+
+examples:
+  runner grade results/demo                                  # rules + eval awareness, current packs
+  runner grade results/demo grading.judge.enabled=true grading.judge.model=/models/judge
+  runner grade results/demo conf/sweep.yaml grading.judge.enabled=true \\
+      grading.judge.model=builtin:demo-rl grading.judge.combine=judge_only wandb.mode=disabled
 """
 
 
@@ -42,6 +57,7 @@ def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]
 
 def cmd_sweep(ns: argparse.Namespace) -> int:
     from runner.config import load_config
+    from runner.sinks.metrics import awareness_summary
     from runner.sweep import plan_sweep, run_sweep
 
     config, overrides = _split_config_and_overrides(ns.args)
@@ -58,7 +74,8 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
     e = s.engine_loads
     if e:
         print(f"  engines: {e.get('fresh', 0)} fresh starts, {e.get('swap', 0) + e.get('swap_verified', 0)} "
-              f"weight swaps ({e.get('swap_rejected', 0)} rejected by the equality check)")
+              f"weight swaps ({e.get('swap_rejected', 0)} rejected by the equality check)"
+              + (f", {e['adapter']} LoRA adapter switches" if e.get("adapter") else ""))
     if s.batch_failures or s.batch_fallbacks:
         print(f"  {s.batch_failures} batches lost an engine and were resubmitted; "
               f"{s.batch_fallbacks} engine batches failed and were redone item by item (see Ray logs)")
@@ -67,6 +84,8 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
         rate_txt = "n/a" if rate != rate else f"{rate:.3f} [{m['overall/harmful_rate_lo']:.3f}, {m['overall/harmful_rate_hi']:.3f}]"
         print(f"  {key}: harmful rate {rate_txt}  n={m.get('overall/n', 0)} "
               f"unscored={m.get('overall/unscored', 0)} errors={m.get('overall/errors', 0)}")
+        if awareness_summary(m):
+            print(f"    {awareness_summary(m)}")
     print(f"results: {s.results_dir}")
     for w in s.wandb:
         print(f"wandb: {w}")
@@ -84,6 +103,33 @@ def cmd_watch(ns: argparse.Namespace) -> int:
     done = watch(cfg, ns.run_dir, opts)
     print(f"watch stopped: evaluated {len(done)} checkpoint(s) this time: {', '.join(done) or 'none'}")
     print(f"results: {Path(cfg.output.dir).expanduser().resolve()}")
+    return 0
+
+
+def cmd_grade(ns: argparse.Namespace) -> int:
+    from runner.regrade import load_regrade_config, plan_regrade, run_regrade
+    from runner.sinks.metrics import awareness_summary
+
+    config, overrides = _split_config_and_overrides(ns.args)
+    cfg = load_regrade_config(ns.results_dir, config, overrides)
+    plan = plan_regrade(cfg)  # dataset, packs, judge model: all checked before Ray starts
+    s = run_regrade(plan)
+    if s.run_id is None:
+        print(f"nothing to grade: all {s.skipped} items with an ok reply already have grading version "
+              f"{s.grading_version}")
+    else:
+        print(f"done in {s.wall_seconds:.1f}s: run {s.run_id}, grading version {s.grading_version}: "
+              f"{s.rows_written} new rows ({s.unbuildable} unscored: prompt no longer rebuilds), "
+              f"{s.skipped} items already graded with this version")
+    for key, m in s.metrics.items():
+        rate = m.get("overall/harmful_rate")
+        rate_txt = "n/a" if rate != rate else f"{rate:.3f} [{m['overall/harmful_rate_lo']:.3f}, {m['overall/harmful_rate_hi']:.3f}]"
+        print(f"  {key}: harmful rate {rate_txt}  n={m.get('overall/n', 0)} unscored={m.get('overall/unscored', 0)}")
+        if awareness_summary(m):
+            print(f"    {awareness_summary(m)}")
+    print(f"results: {s.results_dir} (rows with grading_version={s.grading_version})")
+    for w in s.wandb:
+        print(f"wandb: {w}")
     return 0
 
 
@@ -118,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once this file exists in RUN_DIR and all is evaluated (default TRAINING_DONE)")
     w.add_argument("--max-polls", type=int, default=None, help=argparse.SUPPRESS)
     w.set_defaults(func=cmd_watch)
+    g = sub.add_parser("grade", help="re-grade an existing results dataset with other grading settings",
+                       description="Re-grade RESULTS_DIR (a sweep's output.dir) without regenerating.",
+                       epilog=GRADE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("results_dir", help="the results dataset (a sweep's output.dir); new rows are added to it")
+    g.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value]",
+                   help="an optional YAML config, then overrides; grading.*, scenarios.* (packs, families), "
+                        "ray.* and wandb.* apply")
+    g.set_defaults(func=cmd_grade)
     v = sub.add_parser("validate", help="lint scenario packs and print family/condition counts")
     v.add_argument("packs", nargs="*", help="pack directories or directories of packs (default: shipped)")
     v.set_defaults(func=cmd_validate)

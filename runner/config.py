@@ -55,6 +55,45 @@ class WandbMode(str, enum.Enum):
     disabled = "disabled"
 
 
+class ModelBackend(str, enum.Enum):
+    """What runs a model: `vllm`, an engine in the runner's own Ray actors; `openai`, an
+    OpenAI-compatible server already running (`vllm serve`, or a hosted API), see ApiConfig."""
+
+    vllm = "vllm"
+    openai = "openai"
+
+
+@dataclass
+class ApiConfig:
+    """An OpenAI-compatible server, used when a model's (or the judge's) `backend` is `openai`.
+
+    The API key is read from the environment variable named by `api_key_env`, never from config,
+    and is never written to config dumps, results or logs.
+    """
+
+    # Base URL up to and including `/v1`, e.g. http://127.0.0.1:8000/v1 (a `vllm serve`) or
+    # https://api.openai.com/v1. vLLM's /tokenize is found beside it (the URL without `/v1`).
+    base_url: str = "http://127.0.0.1:8000/v1"
+    # Name of the environment variable holding the API key (sent as `Authorization: Bearer`,
+    # when set).
+    api_key_env: str = "OPENAI_API_KEY"
+    # Refuse to start when that variable is unset (hosted APIs); off for a local `vllm serve`.
+    require_api_key: bool = False
+    # Requests in flight at once, per actor (each actor has its own bound).
+    max_concurrency: int = 8
+    # Seconds to wait for a reply to one request (connect and each read) before retrying it.
+    timeout_seconds: float = 300.0
+    # Retries per request after the first, on connection errors, timeouts, 429 and 5xx; the
+    # wait doubles from `backoff_seconds` (a numeric Retry-After is honoured). Then it fails.
+    max_retries: int = 4
+    backoff_seconds: float = 1.0
+    # The server is `vllm serve`: use vLLM's API extensions (structured outputs for the judge's
+    # verdict format, /tokenize for exact prompt lengths, max_model_len from /v1/models, and a
+    # check at start that it serves the model). false for other servers: replies unconstrained,
+    # prompt lengths estimated from the text, context length from config.
+    vllm_extensions: bool = True
+
+
 @dataclass
 class ModelConfig:
     """One model under evaluation: a single HF checkpoint or a run directory of checkpoints."""
@@ -63,6 +102,11 @@ class ModelConfig:
     name: str = MISSING
     # A Hugging Face model directory, a run directory whose subdirectories are checkpoints, or
     # `builtin:demo-rl` (the demo RL run the project builds offline on first use). Required.
+    # Directories may be filesystem URIs (s3://, gs://, hdfs://, abfs://, file://; other schemes
+    # through fsspec when installed): the driver lists them, and each generation actor copies a
+    # checkpoint into `<cache_dir>/remote/` on its own node before loading it.
+    # With `base_model` set: a LoRA adapter directory or a run directory of adapter checkpoints.
+    # With `backend: openai`: the model name the server knows (one checkpoint, step 0).
     path: str = MISSING
     # How checkpoint directories are named; `{step}` is the integer training step.
     checkpoint_pattern: str = "checkpoint-{step}"
@@ -75,6 +119,18 @@ class ModelConfig:
     # file changed for this many seconds.
     complete_marker: Optional[str] = None
     complete_after_seconds: float = 0.0
+    # LoRA: the base model's HF directory (local path or URI). `path` then holds PEFT adapter
+    # checkpoints (adapter_config.json + adapter_model.safetensors); one vLLM engine of the base
+    # model serves every checkpoint, switching adapters per request. None: full checkpoints.
+    base_model: Optional[str] = None
+    # LoRA rank the engine reserves. None: the largest `r` among the adapters (rounded up to a
+    # rank vLLM supports); set it when later adapters of a watched run may have a larger rank.
+    max_lora_rank: Optional[int] = None
+    # `openai`: the model is served by an OpenAI-compatible server (`api`); `path` is then the
+    # model name as the server knows it, evaluated as one checkpoint (step 0).
+    backend: ModelBackend = ModelBackend.vllm
+    # The server, when `backend` is `openai`.
+    api: ApiConfig = field(default_factory=ApiConfig)
 
 
 @dataclass
@@ -150,6 +206,7 @@ class JudgeConfig:
     enabled: bool = False
     # The judge model: a Hugging Face model directory, or `builtin:demo-rl` (checkpoint-100 of
     # the demo run; a tiny random model, only good for testing the plumbing). Required when enabled.
+    # With `backend: openai`, the model name the server knows (also the `judge_model` column).
     model: Optional[str] = None
     # Judge engines (actors). On CPU their cores are taken from the generation pool's auto count.
     num_actors: int = 1
@@ -173,6 +230,11 @@ class JudgeConfig:
     # verdict makes the label null (never false) unless this is `evidence_only`. With the judge
     # disabled the rules decide, whatever this says.
     combine: JudgeCombine = JudgeCombine.judge_and_evidence
+    # `openai`: the judge is served by an OpenAI-compatible server (`api`); `model` is then the
+    # model name as the server knows it, and no local engine (nor CPU core or GPU) is used.
+    backend: ModelBackend = ModelBackend.vllm
+    # The server, when `backend` is `openai`. Structured outputs need a vLLM server.
+    api: ApiConfig = field(default_factory=ApiConfig)
 
 
 @dataclass
@@ -375,6 +437,12 @@ def validate_config(cfg: SweepConfig) -> None:
             problems.append(f"models[{i}].checkpoint_pattern must contain '{{step}}' (got '{m.checkpoint_pattern}')")
         if not m.path.strip():
             problems.append(f"models[{i}].path must not be empty")
+        if m.base_model is not None and not m.base_model.strip():
+            problems.append(f"models[{i}].base_model must not be empty (null: full checkpoints, no LoRA)")
+        if m.max_lora_rank is not None and not 1 <= m.max_lora_rank <= 512:
+            problems.append(f"models[{i}].max_lora_rank must be in 1..512 or null (got {m.max_lora_rank})")
+        if m.backend == ModelBackend.openai:
+            problems += _api_problems(f"models[{i}].api", m.api)
     problems += _output_dir_problems(cfg.output.dir)
     if problems:
         raise ConfigError("config error: " + "; ".join(problems) if len(problems) == 1
@@ -385,7 +453,8 @@ def _judge_problems(j: JudgeConfig) -> list[str]:
     problems = []
     if j.enabled and not (j.model or "").strip():
         problems.append("grading.judge.model is required when grading.judge.enabled is true "
-                        f"(a Hugging Face model directory, or {BUILTIN_DEMO_MODEL})")
+                        f"(a Hugging Face model directory, or {BUILTIN_DEMO_MODEL}; with grading.judge.backend=openai "
+                        "the model name the server knows)")
     for key in ("num_actors", "cpu_threads_per_actor", "num_gpus_per_actor", "max_tokens", "max_attempts"):
         if getattr(j, key) < 1:
             problems.append(f"grading.judge.{key} must be >= 1 (got {getattr(j, key)})")
@@ -393,6 +462,46 @@ def _judge_problems(j: JudgeConfig) -> list[str]:
         problems.append(f"grading.judge.max_model_len must be >= 1 or null (got {j.max_model_len})")
     if j.temperature < 0:
         problems.append(f"grading.judge.temperature must be >= 0 (got {j.temperature})")
+    if j.enabled and j.backend == ModelBackend.openai:
+        problems += _api_problems("grading.judge.api", j.api)
+        if not j.api.vllm_extensions:
+            if j.structured_output:
+                problems.append("grading.judge.structured_output needs a vLLM server "
+                                "(grading.judge.api.vllm_extensions=true); set it to false for other servers")
+            if j.max_model_len is None:
+                problems.append("grading.judge.max_model_len is required when grading.judge.api.vllm_extensions "
+                                "is false (only vLLM reports the model's context length)")
+    return problems
+
+
+def _api_problems(prefix: str, api: ApiConfig) -> list[str]:
+    from urllib.parse import urlsplit
+
+    problems = []
+    try:
+        url = urlsplit(api.base_url)
+        url.port  # noqa: B018 -- raises ValueError on a bad port
+        if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+            raise ValueError("not an http(s) URL with a host")
+        if url.username or url.password:  # it would end up in config dumps and error rows
+            problems.append(f"{prefix}.base_url must not hold credentials; put the key in the environment "
+                            f"variable {prefix}.api_key_env names")
+    except ValueError:
+        problems.append(f"{prefix}.base_url must be an http(s) URL such as http://127.0.0.1:8000/v1 "
+                        f"(got '{api.base_url}')")
+    if not api.api_key_env.strip():
+        problems.append(f"{prefix}.api_key_env must name an environment variable")
+    elif api.require_api_key and not os.environ.get(api.api_key_env):
+        problems.append(f"{prefix}.require_api_key is true but the environment variable {api.api_key_env} "
+                        "is not set (API keys are read from the environment only)")
+    if api.max_concurrency < 1:
+        problems.append(f"{prefix}.max_concurrency must be >= 1 (got {api.max_concurrency})")
+    if api.timeout_seconds <= 0:
+        problems.append(f"{prefix}.timeout_seconds must be > 0 (got {api.timeout_seconds})")
+    if api.max_retries < 0:
+        problems.append(f"{prefix}.max_retries must be >= 0 (got {api.max_retries})")
+    if api.backoff_seconds < 0:
+        problems.append(f"{prefix}.backoff_seconds must be >= 0 (got {api.backoff_seconds})")
     return problems
 
 

@@ -69,12 +69,12 @@ def derive_engine_seed(system: str, user: str, seed: int) -> int:
 
 
 def make_item_id(system: str, user: str, sampling: SamplingParams, ckpt: Checkpoint, seed: int) -> str:
-    payload = json.dumps(
-        {"system": system, "user": user, "sampling": asdict(sampling),
-         "model": ckpt.model, "checkpoint": ckpt.name, "step": ckpt.step, "seed": seed,
-         "seed_scheme": SEED_SCHEME},
-        sort_keys=True, ensure_ascii=False,
-    )
+    fields = {"system": system, "user": user, "sampling": asdict(sampling),
+              "model": ckpt.model, "checkpoint": ckpt.name, "step": ckpt.step, "seed": seed,
+              "seed_scheme": SEED_SCHEME}
+    if ckpt.adapter:  # a LoRA checkpoint: the adapter is `checkpoint`; the base model decides too
+        fields["lora_base_model"] = ckpt.path
+    payload = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 

@@ -22,6 +22,7 @@ from runner.checkpoints import Checkpoint
 from runner.config import GenerationConfig, JudgeConfig, RayConfig
 from runner.errors import ConfigError
 from runner.generation.engine import EngineSpec, GenerationResult
+from runner.generation.openai_backend import ApiSpec
 from runner.generation.scheduler import Batch, BatchScheduler
 from runner.graders.judge import JudgeSpec, Judgment
 from runner.graders.rules import Grading
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 ACTOR_RESTARTS = 3
 QUEUE_DEPTH = 2
+# CPUs an API-backed actor reserves: it only waits on HTTP, so it takes no engine's core.
+API_ACTOR_CPUS = 0.1
 
 
 def init_ray(cfg: RayConfig) -> None:
@@ -60,13 +63,26 @@ def _cpu_env(index: int, threads: int, kv_gib: int, first_core: int = 0) -> dict
 
 
 class GenerationPool:
-    def __init__(self, spec: EngineSpec, cfg: GenerationConfig, reserved: int = 0):
+    def __init__(self, spec: EngineSpec, cfg: GenerationConfig, reserved: int = 0,
+                 api_specs: dict[str, ApiSpec] | None = None, api_only: bool = False):
         """`reserved`: CPUs (on CPU) or GPUs (on CUDA) other engines (the judge's) take from the
-        cluster; the auto actor count leaves them free."""
+        cluster; the auto actor count leaves them free. `api_specs`: model name -> server, for
+        models served over an OpenAI-compatible API; `api_only`: every model is, so the actors
+        hold no engine (no GPU, no bound cores; auto count 1, its concurrency is the API's)."""
         import ray
 
         from runner.generation.actor import GenerationActor
 
+        remote_cls = ray.remote(GenerationActor)
+        if api_only:
+            n = cfg.num_actors or 1
+            self.actors = [remote_cls.options(max_restarts=ACTOR_RESTARTS, max_task_retries=0, num_cpus=API_ACTOR_CPUS,
+                                              num_gpus=0, runtime_env={"env_vars": _passthrough_env()})
+                           .remote(spec, api_specs) for _ in range(n)]
+            self.size = n
+            self.max_retries = cfg.max_retries
+            _wait_ready(self.actors, "generation")
+            return
         cpu = spec.device == "cpu"
         unit, per, key = ("CPU", cfg.cpu_threads_per_actor, "cpu_threads_per_actor") if cpu else \
             ("GPU", spec.tensor_parallel_size, "tensor_parallel_size")
@@ -81,8 +97,7 @@ class GenerationPool:
                 **_cpu_env(i, per, spec.cpu_kv_cache_gib), **_passthrough_env()}}) for i in range(n)]
         else:
             opts = [dict(num_cpus=1, num_gpus=per, runtime_env={"env_vars": _passthrough_env()}) for _ in range(n)]
-        remote_cls = ray.remote(GenerationActor)
-        self.actors = [remote_cls.options(max_restarts=ACTOR_RESTARTS, max_task_retries=0, **o).remote(spec)
+        self.actors = [remote_cls.options(max_restarts=ACTOR_RESTARTS, max_task_retries=0, **o).remote(spec, api_specs)
                        for o in opts]
         self.size = n
         self.max_retries = cfg.max_retries
@@ -188,7 +203,7 @@ class GenerationPool:
                     on_graded(b, results, gradings, judgments)
                     scheduler.finished(b)
         stats["engine"] = {k: sum(c.get(k, 0) for c in engine_counts.values())
-                           for k in ("fresh", "swap", "swap_verified", "swap_rejected")}
+                           for k in ("fresh", "swap", "swap_verified", "swap_rejected", "adapter")}
         return stats
 
     def shutdown(self) -> None:
@@ -220,12 +235,16 @@ class JudgePool:
     """Judge engines: their own actors and resources (CPU cores bound apart from generation's)."""
 
     def __init__(self, cfg: JudgeConfig, engine: EngineSpec, judge_model: Checkpoint, spec: JudgeSpec,
-                 rubrics: dict[str, str], first_core: int = 0):
+                 rubrics: dict[str, str], first_core: int = 0, api: ApiSpec | None = None):
+        """`api`: the judge is served by an OpenAI-compatible server; its actors hold no engine."""
         import ray
 
         from runner.graders.judge_actor import JudgeActor
 
-        if engine.device == "cpu":
+        if api is not None:
+            opts = [dict(num_cpus=API_ACTOR_CPUS, num_gpus=0, runtime_env={"env_vars": _passthrough_env()})
+                    for _ in range(cfg.num_actors)]
+        elif engine.device == "cpu":
             per = cfg.cpu_threads_per_actor
             # Cores after the generation engines' (first_core), so no two engines share one.
             opts = [dict(num_cpus=per, num_gpus=0, runtime_env={"env_vars": {
@@ -236,7 +255,7 @@ class JudgePool:
                     for _ in range(cfg.num_actors)]
         remote_cls = ray.remote(JudgeActor)
         self.actors = [remote_cls.options(max_restarts=ACTOR_RESTARTS, max_task_retries=1, **o)
-                       .remote(engine, judge_model, spec, rubrics) for o in opts]
+                       .remote(engine, judge_model, spec, rubrics, api) for o in opts]
         self.size = cfg.num_actors
         self.model = spec.model
         self._turn = itertools.cycle(self.actors)  # round robin

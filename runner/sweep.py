@@ -18,15 +18,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner.checkpoints import Checkpoint, discover_checkpoints
-from runner.config import BUILTIN_DEMO_MODEL, REPO_ROOT, Device, JudgeCombine, SweepConfig, config_to_yaml
+from runner.config import (BUILTIN_DEMO_MODEL, REPO_ROOT, ApiConfig, Device, JudgeCombine, ModelBackend, ModelConfig,
+                           SweepConfig, config_to_yaml)
 from runner.errors import ConfigError
 from runner.generation.engine import EngineSpec, GenerationResult
+from runner.generation.openai_backend import ApiSpec
 from runner.generation.scheduler import Batch, BatchScheduler
 from runner.graders.judge import JudgeSpec, Judgment, combine_label, rubric_text
 from runner.graders.rules import Grading
 from runner.grid import WorkItem, count_items, expand_grid
 from runner.sinks.console import ConsoleProgress
-from runner.sinks.metrics import checkpoint_metrics
+from runner.graders.version import grading_version as make_grading_version
+from runner.sinks.metrics import awareness_summary, checkpoint_metrics
 from runner.sinks.parquet import SCHEMA_VERSION, ParquetSink, done_item_ids, latest_rows, read_results
 
 log = logging.getLogger(__name__)
@@ -102,15 +105,22 @@ def plan_sweep(cfg: SweepConfig, allow_no_checkpoints: bool = False) -> SweepPla
     _check_where(packs, cfg.scenarios.where)
     demo_dir = None
     judge = cfg.grading.judge
-    if any(m.path == BUILTIN_DEMO_MODEL for m in cfg.models) or (judge.enabled and judge.model == BUILTIN_DEMO_MODEL):
+    local_judge = judge.enabled and judge.backend == ModelBackend.vllm
+    if any(m.path == BUILTIN_DEMO_MODEL and m.backend == ModelBackend.vllm for m in cfg.models) or (
+            local_judge and judge.model == BUILTIN_DEMO_MODEL):
         from runner.demo import ensure_demo_run
 
         demo_dir = ensure_demo_run(Path(cfg.cache_dir).expanduser(), scenarios_dir=BUILTIN_SCENARIOS)
-    checkpoints = [c for m in cfg.models for c in discover_checkpoints(m, demo_dir)]
+    checkpoints = [c for m in cfg.models for c in (
+        [api_checkpoint(m)] if m.backend == ModelBackend.openai else discover_checkpoints(m, demo_dir))]
     total = count_items(packs, cfg.scenarios.where, checkpoints, cfg.sampling.seeds)
     if total == 0 and not (allow_no_checkpoints and not checkpoints):
         raise ConfigError("config error: the grid is empty: scenarios.where selects no condition")
-    judge_model = resolve_judge_model(judge.model, demo_dir) if judge.enabled else None
+    judge_model = None
+    if judge.enabled:
+        judge_model = Checkpoint(model="judge", name=judge.model, step=0, path=judge.model, tokenizer="") \
+            if judge.backend == ModelBackend.openai else resolve_judge_model(judge.model, demo_dir)
+    check_api_servers(cfg, checkpoints, judge_model)
     return SweepPlan(cfg, pack_dirs, [p.name for p in packs], checkpoints, total, packs=packs, judge_model=judge_model)
 
 
@@ -128,6 +138,40 @@ def resolve_judge_model(model: str, demo_dir: Path | None) -> Checkpoint:
         if (path.parent / "tokenizer").is_dir():  # a run directory keeps one tokenizer beside its checkpoints
             tokenizer = path.parent / "tokenizer"
     return Checkpoint(model="judge", name=path.name, step=0, path=str(path), tokenizer=str(tokenizer))
+
+
+def api_checkpoint(m: ModelConfig) -> Checkpoint:
+    """A model served over an OpenAI-compatible API: one checkpoint, named as the server names it."""
+    return Checkpoint(model=m.name, name=m.path, step=0, path=m.path, tokenizer="")
+
+
+def build_api_spec(api: ApiConfig, context_length: int | None = None) -> ApiSpec:
+    """Plain API settings for an actor. The key stays in the environment: only its name is passed."""
+    return ApiSpec(base_url=api.base_url, api_key_env=api.api_key_env, require_api_key=api.require_api_key,
+                   max_concurrency=api.max_concurrency, timeout_seconds=api.timeout_seconds,
+                   max_retries=api.max_retries, backoff_seconds=api.backoff_seconds,
+                   vllm_extensions=api.vllm_extensions, context_length=context_length)
+
+
+def check_api_servers(cfg: SweepConfig, checkpoints: list[Checkpoint], judge_model: Checkpoint | None) -> None:
+    """Before anything starts: every vLLM server named in config answers and serves its model."""
+    from runner.generation.openai_backend import ApiError, OpenAIBackend
+
+    targets = [(f"models '{m.name}'.api", m.api, c) for m in cfg.models if m.backend == ModelBackend.openai
+               for c in checkpoints if c.model == m.name]
+    j = cfg.grading.judge
+    if judge_model is not None and j.backend == ModelBackend.openai:
+        targets.append(("grading.judge.api", j.api, judge_model))
+    for where, api, ckpt in targets:
+        if not api.vllm_extensions:  # other servers: the first request tells
+            continue
+        backend = OpenAIBackend(build_api_spec(api), where=where)
+        try:
+            backend.load(ckpt)
+        except ApiError as e:
+            raise ConfigError(f"config error: {where}: {e}") from None
+        finally:
+            backend.close()
 
 
 def make_run_id(name: str) -> str:
@@ -149,7 +193,7 @@ def build_engine_spec(cfg: SweepConfig, device: str) -> EngineSpec:
     return EngineSpec(device=device, tensor_parallel_size=g.tensor_parallel_size, dtype=dtype,
                       max_model_len=g.max_model_len, cpu_kv_cache_gib=g.cpu_kv_cache_gib,
                       gpu_memory_utilization=g.gpu_memory_utilization, max_retries=g.max_retries, weight_swap=g.weight_swap,
-                      engine_kwargs=kwargs)
+                      engine_kwargs=kwargs, cache_dir=cfg.cache_dir)  # remote checkpoints are copied there
 
 
 def build_judge_engine_spec(cfg: SweepConfig, device: str, judge_model: Checkpoint) -> EngineSpec:
@@ -186,7 +230,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _row(run_id: str, item: WorkItem, res: GenerationResult, grading: Grading, judgment: Judgment | None,
-         combine: JudgeCombine, now) -> dict:
+         combine: JudgeCombine, now, grading_version: str | None = None) -> dict:
     harmful, reason = None, grading.unscored_reason
     if res.status == "ok":
         harmful, reason = combine_label(grading.harmful, grading.unscored_reason, judgment, combine)
@@ -205,6 +249,9 @@ def _row(run_id: str, item: WorkItem, res: GenerationResult, grading: Grading, j
         "judge_model": judgment.model if judgment else None,
         "rubric_version": judgment.rubric_version if judgment else None,
         "judge_attempts": judgment.attempts if judgment else None,
+        "eval_awareness": grading.eval_awareness if res.status == "ok" else None,
+        "eval_awareness_evidence": grading.eval_awareness_evidence if res.status == "ok" else None,
+        "grading_version": grading_version,
     }
 
 
@@ -231,18 +278,25 @@ class SweepSession:
         self.device = device
         # Pools first: a cluster that cannot host them fails here, before anything is written.
         judge = cfg.grading.judge if plan.judge_model is not None else None
+        judge_api = build_api_spec(judge.api, judge.max_model_len) \
+            if judge is not None and judge.backend == ModelBackend.openai else None
         reserved = 0
-        if judge is not None:  # the judge's engines need their own cores (or GPUs)
+        if judge is not None and judge_api is None:  # the judge's engines need their own cores (or GPUs)
             reserved = judge.num_actors * (judge.cpu_threads_per_actor if device == "cpu" else judge.num_gpus_per_actor)
-        self.gen_pool = GenerationPool(build_engine_spec(cfg, device), cfg.generation, reserved=reserved)
+        api_specs = {m.name: build_api_spec(m.api, cfg.generation.max_model_len)
+                     for m in cfg.models if m.backend == ModelBackend.openai}
+        self.gen_pool = GenerationPool(build_engine_spec(cfg, device), cfg.generation, reserved=reserved,
+                                       api_specs=api_specs, api_only=len(api_specs) == len(cfg.models))
         self.grader_pool = self.judge_pool = None
         try:
             self.grader_pool = GraderPool(cfg.grading.num_actors, plan.pack_dirs, plan.families, cfg.scenarios.where)
             if judge is not None:
                 rubrics = {p.name: rubric_text(p.rubric, p.harmful_act) for p in plan.packs}
                 first_core = self.gen_pool.size * cfg.generation.cpu_threads_per_actor
-                self.judge_pool = JudgePool(judge, build_judge_engine_spec(cfg, device, plan.judge_model),
-                                            plan.judge_model, build_judge_spec(cfg), rubrics, first_core)
+                engine = build_judge_engine_spec(cfg, device, plan.judge_model) if judge_api is None \
+                    else build_engine_spec(cfg, device)  # unused by API actors
+                self.judge_pool = JudgePool(judge, engine, plan.judge_model, build_judge_spec(cfg), rubrics,
+                                            first_core, api=judge_api)
         except BaseException:
             self.gen_pool.shutdown()
             if self.grader_pool is not None:
@@ -252,6 +306,7 @@ class SweepSession:
         (self.out_dir / "_runs").mkdir(exist_ok=True)
         _write_atomic(self.out_dir / "_runs" / f"{self.run_id}.yaml", config_to_yaml(cfg))
         self.sink = ParquetSink(self.out_dir, self.run_id)
+        self.grading_version = make_grading_version(cfg.grading, plan.packs)
         self.wandb = WandbSink(cfg.wandb, self.out_dir, self.run_id, _plain_config(cfg))
         self.logged: set[str] = set()
 
@@ -281,8 +336,8 @@ class SweepSession:
             now = datetime.now(timezone.utc)
             by_id = {g.item_id: g for g in gradings}
             judged = {j.item_id: j for j in judgments or []}
-            rows = [_row(self.run_id, it, res, by_id[it.item_id], judged.get(it.item_id), combine, now)
-                    for it, res in zip(batch.items, results)]
+            rows = [_row(self.run_id, it, res, by_id[it.item_id], judged.get(it.item_id), combine, now,
+                         self.grading_version) for it, res in zip(batch.items, results)]
             self.sink.write(rows)
             errors = sum(r["status"] != "ok" for r in rows)
             summary.errors += errors
@@ -304,6 +359,8 @@ class SweepSession:
                 progress.message(f"{ckpt.key} (step {ckpt.step}): harmful {metrics.get('overall/harmful', 0)}"
                                  f"/{metrics.get('overall/n', 0)}, unscored {metrics.get('overall/unscored', 0)}, "
                                  f"errors {metrics.get('overall/errors', 0)}{_agreement_line(metrics)}")
+                if awareness_summary(metrics):
+                    progress.message(f"{ckpt.key}: {awareness_summary(metrics)}")
 
         stats = self.gen_pool.run(scheduler, self.grader_pool, on_graded, on_progress=log_complete_checkpoints,
                                   skipped=lambda n: progress.update(n), judges=self.judge_pool)
@@ -345,22 +402,29 @@ def run_sweep(cfg: SweepConfig, *, stream=None, plan: SweepPlan | None = None) -
     return summary
 
 
-def _metrics_for(out_dir: Path, ckpt: Checkpoint, item_ids: set[str], n_transcripts: int) -> tuple[dict, list[dict]]:
-    """Metrics over the checkpoint's grid items (rows from earlier runs included), plus samples."""
+def _metrics_for(out_dir: Path, ckpt: Checkpoint, item_ids: set[str] | None, n_transcripts: int,
+                 grading_version: str | None = None) -> tuple[dict, list[dict]]:
+    """Metrics over the checkpoint's grid items (rows from earlier runs included), plus samples.
+
+    item_ids None: every item of the checkpoint. `grading_version`: only that grading's rows
+    (`runner grade`); otherwise each item's newest `ok` row, whatever grading wrote it.
+    """
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     flt = (ds.field("model") == ckpt.model) & (ds.field("checkpoint") == ckpt.name)
     cols = ["item_id", "scenario", "condition", "seed", "status", "harmful", "unscored_reason", "response",
-            "rule_harmful", "judge_verdict", "judge_model"]
+            "rule_harmful", "judge_verdict", "judge_model", "eval_awareness", "grading_version", "created_at"]
     table = read_results(out_dir, columns=cols, filter=flt)
-    table = table.filter(pc.is_in(table["item_id"], value_set=_pa_strings(item_ids)))
-    rows = latest_rows(table).to_pylist()
+    if item_ids is not None:
+        table = table.filter(pc.is_in(table["item_id"], value_set=_pa_strings(item_ids)))
+    rows = latest_rows(table, grading_version).to_pylist()
     rows.sort(key=lambda r: (r["scenario"], r["condition"], r["seed"]))
     # A bounded, deterministic sample: harmful ones first, so the table shows what went wrong.
     picked = sorted(rows, key=lambda r: (not r["harmful"], r["item_id"]))[:n_transcripts]
     transcripts = [{"scenario": r["scenario"], "condition": r["condition"], "seed": r["seed"],
-                    "status": r["status"], "harmful": r["harmful"], "response": (r["response"] or "")[:4000]}
+                    "status": r["status"], "harmful": r["harmful"], "eval_awareness": r["eval_awareness"],
+                    "response": (r["response"] or "")[:4000]}
                    for r in picked]
     return checkpoint_metrics(rows), transcripts
 

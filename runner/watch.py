@@ -7,22 +7,28 @@ is read from the results dataset (every grid item of the checkpoint has an `ok` 
 restarted watcher carries on where the last one stopped and never writes a checkpoint twice.
 It stops on SIGINT/SIGTERM (after the checkpoint in progress is written), or once the final
 marker file appears in RUN_DIR and every checkpoint before it is done.
+
+RUN_DIR may be a filesystem URI (`s3://bucket/run`, `gs://...`, `file:///...`, see
+`runner.remote`): the watcher only lists it; engines copy each checkpoint to their node first.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import signal
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 from runner.checkpoints import Checkpoint, discover_checkpoints
 from runner.config import SweepConfig
 from runner.errors import CheckpointError, ConfigError
 from runner.grid import expand_grid
+from runner.remote import open_location
 from runner.sinks.parquet import done_item_ids
+
+log = logging.getLogger(__name__)
 
 
 class WatchOrder(str, enum.Enum):
@@ -56,10 +62,14 @@ def watch(cfg: SweepConfig, run_dir: str, opts: WatchOptions, stream=None,
 
     if opts.every_k < 1:
         raise ConfigError(f"--every must be >= 1 (got {opts.every_k})")
-    root = Path(run_dir).expanduser().resolve()
-    if not root.is_dir():
+    root = open_location(run_dir, "watch: RUN_DIR")
+    try:
+        kind = root.kind()
+    except CheckpointError as e:
+        raise CheckpointError(f"watch: {e}") from None
+    if kind != "dir":
         raise CheckpointError(f"watch: run directory not found: {run_dir}")
-    model = dataclasses.replace(cfg.models[0], path=str(root))
+    model = dataclasses.replace(cfg.models[0], path=root.uri)
     cfg = dataclasses.replace(cfg, models=[model])
     stop = stop or threading.Event()
     _install_signal_handlers(stop)
@@ -73,7 +83,7 @@ def watch(cfg: SweepConfig, run_dir: str, opts: WatchOptions, stream=None,
     try:
         while not stop.is_set():
             polls += 1
-            finished = (root / opts.final_marker).exists()   # read before listing: no race
+            finished = _exists(root, opts.final_marker)   # read before listing: no race
             candidates = [c for c in select_checkpoints(_discover(model), opts) if c.key not in known_done]
             done = done_item_ids(cfg.output.dir) if candidates else set()
             todo = []
@@ -103,11 +113,20 @@ def watch(cfg: SweepConfig, run_dir: str, opts: WatchOptions, stream=None,
     return evaluated
 
 
+def _exists(root, name: str) -> bool:
+    try:
+        return root.exists(name)
+    except CheckpointError:
+        return False  # e.g. the object store is briefly unreachable: ask again next poll
+
+
 def _discover(model) -> list[Checkpoint]:
     try:
         return discover_checkpoints(model)
-    except CheckpointError:
-        return []  # nothing complete yet: keep waiting
+    except CheckpointError as e:
+        # Nothing complete yet, or the filesystem briefly unreachable: keep waiting.
+        log.info("watch: no checkpoint to evaluate yet: %s", e)
+        return []
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

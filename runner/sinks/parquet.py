@@ -53,6 +53,9 @@ def results_schema():
         ("judge_model", pa.string()),        # grading.judge.model; null: judge disabled
         ("rubric_version", pa.string()),     # hash of the rubric text the judge was given
         ("judge_attempts", pa.int64()),      # judge calls for the item (retries on unparseable replies)
+        ("eval_awareness", pa.string()),     # tested | real | neither (runner.graders.awareness)
+        ("eval_awareness_evidence", pa.string()),  # the clause that decided eval_awareness
+        ("grading_version", pa.string()),    # hash of everything that decides the grade (runner.graders.version)
     ])
 
 
@@ -118,14 +121,30 @@ def done_item_ids(root: str | Path) -> set[str]:
     return set(t.filter(pc.equal(t["status"], "ok"))["item_id"].to_pylist())
 
 
-def latest_rows(table):
-    """One row per item_id: a later `ok` row supersedes an earlier `error` row of the same item."""
-    import pyarrow as pa
+def latest_rows(table, grading_version: str | None = None):
+    """One row per item_id: the newest `ok` row (by created_at), else the newest row.
 
-    rows = table.to_pylist()
-    best: dict[str, dict] = {}
-    for r in rows:
-        prev = best.get(r["item_id"])
-        if prev is None or (prev["status"] != "ok" and r["status"] == "ok"):
-            best[r["item_id"]] = r
-    return pa.Table.from_pylist(list(best.values()), schema=table.schema) if best else table.slice(0, 0)
+    An item has one `ok` row per grading (a sweep's, then one per `runner grade`), so reports
+    show the newest grading, and a later `ok` row supersedes an earlier `error` row. Given
+    `grading_version`, only rows of that grading count. Without a `created_at` column, or on a
+    tie, the row read later wins.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if grading_version is not None:
+        table = table.filter(pc.equal(table["grading_version"], grading_version))
+    ids = table["item_id"].to_pylist()
+    ok = [s == "ok" for s in table["status"].to_pylist()]
+    created = table["created_at"].to_pylist() if "created_at" in table.column_names else [None] * len(ids)
+    best: dict[str, int] = {}
+    for i, item_id in enumerate(ids):
+        j = best.get(item_id)
+        if j is None or (ok[i], _when(created[i])) >= (ok[j], _when(created[j])):
+            best[item_id] = i
+    return table.take(pa.array(sorted(best.values()), type=pa.int64()))
+
+
+def _when(ts):
+    """A sortable created_at: rows without one (there should be none) sort first."""
+    return (ts is not None, ts.timestamp() if ts is not None else 0.0)

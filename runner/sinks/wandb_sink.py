@@ -20,8 +20,10 @@ def resolve_mode(cfg: WandbConfig) -> str:
 
 
 class WandbSink:
-    def __init__(self, cfg: WandbConfig, run_dir: Path, run_id: str, config: dict):
+    def __init__(self, cfg: WandbConfig, run_dir: Path, run_id: str, config: dict, job_type: str = "eval"):
+        """`job_type`: `eval` for sweeps, `regrade` for `runner grade` (W&B filters runs by it)."""
         self.cfg = cfg
+        self.job_type = job_type
         self.mode = resolve_mode(cfg)
         self.dir = Path(cfg.dir).expanduser() if cfg.dir else run_dir / "_wandb"
         self.run_id = run_id
@@ -51,7 +53,7 @@ class WandbSink:
             run = wandb.init(id=self.cfg.attach_run_id, resume="allow", **common)
             run.config.update({"eval": {**self.config, "model": model, "run_id": self.run_id}}, allow_val_change=True)
         else:
-            run = wandb.init(group=self.cfg.group or self.run_id, name=f"{self.run_id}-{model}", job_type="eval",
+            run = wandb.init(group=self.cfg.group or self.run_id, name=f"{self.run_id}-{model}", job_type=self.job_type,
                              config={**self.config, "model": model, "run_id": self.run_id}, **common)
         step_key = f"{self.prefix}checkpoint_step"
         run.define_metric(step_key)

@@ -1,0 +1,414 @@
+"""`runner grade RESULTS_DIR`: re-grade an existing dataset with another judge or rubric, without regenerating.
+
+    cfg = load_regrade_config("results/demo", None, ["grading.judge.enabled=true", ...])
+    plan = plan_regrade(cfg)                 # reads the dataset, rebuilds items; writes nothing
+    summary = run_regrade(plan)              # rule graders (+ judges), appends rows, logs W&B
+
+The grading is identified by its grading version (`runner.graders.version`). For each item with
+an `ok` generation row (its newest) and no row of that version yet, the WorkItem is rebuilt from
+the scenario packs (family + condition id) and the row's own model, checkpoint, seed and
+sampling, and its item_id is checked against the row's: a mismatch means the prompt the agent
+saw can no longer be rebuilt (the pack changed since generation), so that item gets a row that
+is unscored with the reason instead of a grade of a reply to another prompt. Then the rule
+grader pool and (when enabled) the judge pool grade it, and a new row is appended with the
+generation columns copied unchanged, a new run_id and the new grading_version. Earlier rows are
+never touched; readers pick each item's newest `ok` row (`latest_rows`). No generation engine
+starts. Every graded batch is on disk before the next, and a re-run skips items that have a row
+of this version, so an interrupted re-grade resumes and a finished one adds nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from runner.checkpoints import Checkpoint
+from runner.config import SweepConfig
+from runner.errors import ConfigError, ScenarioError, UserError
+from runner.generation.engine import GenerationResult
+from runner.graders.awareness import AwarenessClassifier
+from runner.graders.judge import Judgment, combine_label
+from runner.graders.rules import Grading
+from runner.grid import SamplingParams, WorkItem, make_item_id
+from runner.sinks.parquet import PARTITION_COLUMN, SCHEMA_VERSION
+
+
+# Copied unchanged from the generation row into every re-graded row.
+GENERATION_COLUMNS = ("item_id", "scenario", "condition", "model", "checkpoint", "checkpoint_step", "seed",
+                      "response", "status", "error", "num_output_tokens", "finish_reason", "temperature", "top_p",
+                      "max_tokens")
+PACK_CHANGED = "scenario pack changed since generation"
+
+
+@dataclass
+class RegradePlan:
+    """Everything read and checked, before Ray starts or anything is written."""
+
+    cfg: SweepConfig
+    results_dir: Path
+    pack_dirs: list[str]
+    families: list[str]
+    packs: list
+    grading_version: str
+    todo: list[tuple[WorkItem, GenerationResult, dict]]   # (rebuilt item, its reply, the generation row)
+    unbuildable: list[tuple[dict, str]]                   # (generation row, why it cannot be rebuilt)
+    already: int                                          # items with a row of this grading version
+    ok_items: int                                         # items with an `ok` generation row, in the selected families
+    judge_model: Checkpoint | None = None
+
+
+@dataclass
+class RegradeSummary:
+    run_id: str | None                # None: nothing to grade, no run started
+    results_dir: str
+    grading_version: str
+    rows_written: int = 0
+    skipped: int = 0                  # items that already had a row of this grading version
+    unbuildable: int = 0              # written unscored: the item could not be rebuilt
+    wall_seconds: float = 0.0
+    metrics: dict[str, dict] = field(default_factory=dict)
+    wandb: list[str] = field(default_factory=list)
+
+
+def load_regrade_config(results_dir: str, config: str | None, overrides: list[str]) -> SweepConfig:
+    """The config for re-grading RESULTS_DIR; `output.dir` is RESULTS_DIR itself."""
+    from runner.config import load_config
+
+    root = Path(results_dir).expanduser()
+    if not root.exists():
+        raise UserError(f"results directory not found: {results_dir}")
+    if not root.is_dir():
+        raise UserError(f"not a results directory: {results_dir} is a file")
+    if not any(root.glob(f"{PARTITION_COLUMN}=*/*.parquet")):
+        raise UserError(f"not a results dataset: {results_dir} holds no {PARTITION_COLUMN}=*/*.parquet files "
+                        f"(give the output.dir of a sweep)")
+    for o in overrides:
+        if o.split("=", 1)[0].strip() == "output.dir":
+            raise ConfigError("config error: output.dir cannot be set for `runner grade`: rows are added to "
+                              "RESULTS_DIR itself")
+    return load_config(config, [*overrides, f"output.dir={root.resolve()}"])
+
+
+def plan_regrade(cfg: SweepConfig) -> RegradePlan:
+    """Read RESULTS_DIR, load the packs, resolve the judge, rebuild every item still to grade."""
+    import pyarrow.compute as pc
+
+    from runner.graders.version import grading_version
+    from runner.scenarios import load_packs
+    from runner.sweep import resolve_pack_dirs
+
+    root = Path(cfg.output.dir)
+    table = _read_dataset(root)  # first: a dataset that does not read stops everything
+    pack_dirs = resolve_pack_dirs(cfg)
+    packs = load_packs([Path(d) for d in pack_dirs], cfg.scenarios.families or None)
+    by_name = {p.name: p for p in packs}
+    version = grading_version(cfg.grading, packs)
+    judge_model = _resolve_judge(cfg)
+
+    if cfg.scenarios.families:
+        table = table.filter(pc.is_in(table[PARTITION_COLUMN], value_set=_strings(cfg.scenarios.families)))
+    graded = set(table.filter(pc.equal(table["grading_version"], version))["item_id"].to_pylist())
+    generated = _newest_ok_rows(table)
+
+    todo, unbuildable, rendered = [], [], {}
+    for row in generated:
+        if row["item_id"] in graded:
+            continue
+        item, why = rebuild_item(row, by_name, rendered)
+        if item is None:
+            unbuildable.append((row, why))
+            continue
+        result = GenerationResult(row["item_id"], "ok", row["response"] or "", None,
+                                  row["num_output_tokens"] or 0, row["finish_reason"])
+        todo.append((item, result, row))
+    return RegradePlan(cfg, root, pack_dirs, [p.name for p in packs], packs, version, todo, unbuildable,
+                       already=len({r["item_id"] for r in generated} & graded), ok_items=len(generated),
+                       judge_model=judge_model)
+
+
+def rebuild_item(row: dict, packs: dict, rendered: dict) -> tuple[WorkItem | None, str | None]:
+    """The row's WorkItem, re-rendered from the packs; (None, why) when its item_id cannot be reproduced."""
+    family, condition = row["scenario"], row["condition"]
+    pack = packs.get(family)
+    if pack is None:
+        return None, f"{PACK_CHANGED}: no loaded scenario pack is named '{family}' (scenarios.builtin, scenarios.dirs)"
+    key = (family, condition)
+    if key not in rendered:
+        try:
+            rendered[key] = pack.render(pack.condition_from_id(condition))
+        except ScenarioError as e:
+            rendered[key] = e.problems[0]
+    sc = rendered[key]
+    if isinstance(sc, str):
+        return None, f"{PACK_CHANGED}: {sc}"
+    if None in (row["temperature"], row["top_p"], row["max_tokens"], row["checkpoint_step"], row["seed"]):
+        return None, "the generation row lacks its sampling parameters, step or seed: its item_id cannot be checked"
+    sampling = SamplingParams(row["temperature"], row["top_p"], row["max_tokens"])
+    ckpt = Checkpoint(model=row["model"], name=row["checkpoint"], step=row["checkpoint_step"], path="", tokenizer="")
+    item_id = make_item_id(sc.system, sc.user, sampling, ckpt, row["seed"])
+    if item_id != row["item_id"]:
+        # Also what a change in how item_ids are made looks like (runner.grid); a LoRA row's id
+        # includes its base model, which the row does not store, so those land here too.
+        return None, (f"{PACK_CHANGED}: re-rendering {family} condition '{condition}' gives another prompt "
+                      f"(item_id {item_id}, the row has {row['item_id']}); the reply is not graded against it")
+    return WorkItem(item_id=item_id, scenario=family, condition=condition, model=row["model"],
+                    checkpoint=row["checkpoint"], checkpoint_step=row["checkpoint_step"], seed=row["seed"],
+                    system=sc.system, user=sc.user, sampling=sampling), None
+
+
+def regraded_row(run_id: str, gen: dict, grading: Grading, judgment: Judgment | None, cfg: SweepConfig,
+                 version: str, now) -> dict:
+    """A new row: the generation columns as they were, this grading's columns, a new run_id."""
+    harmful, reason = combine_label(grading.harmful, grading.unscored_reason, judgment, cfg.grading.judge.combine)
+    return {
+        **{c: gen[c] for c in GENERATION_COLUMNS}, "run_id": run_id, "schema_version": SCHEMA_VERSION,
+        "harmful": harmful, "unscored_reason": reason, "grader": grading.grader, "evidence": grading.evidence,
+        "tool_calls": grading.tool_calls, "created_at": now, "rule_harmful": grading.harmful,
+        "judge_verdict": judgment.verdict if judgment else None,
+        "judge_reasoning": judgment.reasoning if judgment else None,
+        "judge_model": judgment.model if judgment else None,
+        "rubric_version": judgment.rubric_version if judgment else None,
+        "judge_attempts": judgment.attempts if judgment else None,
+        "eval_awareness": grading.eval_awareness, "eval_awareness_evidence": grading.eval_awareness_evidence,
+        "grading_version": version,
+    }
+
+
+def unbuildable_row(run_id: str, gen: dict, why: str, version: str, now, awareness: AwarenessClassifier) -> dict:
+    """Unscored with the reason; eval awareness needs only the reply, so it is still classified."""
+    label, evidence = awareness.classify(gen["response"])
+    return {**{c: gen[c] for c in GENERATION_COLUMNS}, "run_id": run_id, "schema_version": SCHEMA_VERSION,
+            "harmful": None, "unscored_reason": why, "grader": None, "evidence": None, "tool_calls": None,
+            "created_at": now, "rule_harmful": None, "judge_verdict": None, "judge_reasoning": None,
+            "judge_model": None, "rubric_version": None, "judge_attempts": None,
+            "eval_awareness": label, "eval_awareness_evidence": evidence, "grading_version": version}
+
+
+def run_regrade(plan: RegradePlan, *, stream=None) -> RegradeSummary:
+    """Grade `plan.todo`, write `plan.unbuildable` unscored, log metrics. Nothing to do: no run at all."""
+    from runner.sinks.console import ConsoleProgress
+    from runner.sinks.parquet import ParquetSink
+    from runner.sweep import _metrics_for, _write_atomic, make_run_id
+
+    t0 = time.monotonic()
+    cfg = plan.cfg
+    summary = RegradeSummary(None, str(plan.results_dir), plan.grading_version, skipped=plan.already)
+    progress = ConsoleProgress(len(plan.todo) + len(plan.unbuildable), 0, stream=stream)
+    progress.message(f"grading version {plan.grading_version}: {plan.ok_items} items with an ok reply in "
+                     f"{plan.results_dir}; {plan.already} already graded with it, {len(plan.todo)} to grade, "
+                     f"{len(plan.unbuildable)} cannot be rebuilt (written unscored)")
+    if not plan.todo and not plan.unbuildable:
+        summary.metrics = {k: m for k, (_, m, _) in _version_metrics(plan, _metrics_for, 0).items()}
+        summary.wall_seconds = time.monotonic() - t0
+        return summary
+
+    run_id = make_run_id(f"{cfg.name}-regrade")
+    summary.run_id = run_id
+    pools = _GradingPools(cfg, plan) if plan.todo else None  # fails before anything is written
+    try:
+        (plan.results_dir / "_runs").mkdir(exist_ok=True)
+        _write_atomic(plan.results_dir / "_runs" / f"{run_id}.yaml",
+                      f"# runner grade: grading_version {plan.grading_version}\n" + _config_yaml(cfg))
+        sink = ParquetSink(plan.results_dir, run_id)
+        if plan.unbuildable:
+            now = datetime.now(timezone.utc)
+            awareness = AwarenessClassifier()
+            sink.write([unbuildable_row(run_id, gen, why, plan.grading_version, now, awareness)
+                        for gen, why in plan.unbuildable])
+            progress.update(len(plan.unbuildable))
+        if pools is not None:
+            def on_graded(batch, gradings, judgments) -> None:
+                now = datetime.now(timezone.utc)
+                by_id = {g.item_id: g for g in gradings}
+                judged = {j.item_id: j for j in judgments or []}
+                rows = [regraded_row(run_id, gen, by_id[item.item_id], judged.get(item.item_id), cfg,
+                                     plan.grading_version, now) for item, _, gen in batch]
+                sink.write(rows)
+                progress.update(len(rows), harmful=sum(bool(r["harmful"]) for r in rows))
+
+            pools.grade(plan.todo, cfg.generation.batch_size, on_graded)
+    finally:
+        if pools is not None:
+            pools.shutdown()
+    summary.rows_written = sink.rows_written
+    summary.unbuildable = len(plan.unbuildable)
+    per_ckpt = _version_metrics(plan, _metrics_for, cfg.wandb.transcripts_per_checkpoint)
+    summary.wandb = _log_wandb(plan, run_id, per_ckpt)
+    summary.metrics = {k: m for k, (_, m, _) in per_ckpt.items()}
+    summary.wall_seconds = time.monotonic() - t0
+    return summary
+
+
+class _GradingPools:
+    """The sweep's rule grader pool and judge pool, without generation engines."""
+
+    def __init__(self, cfg: SweepConfig, plan: RegradePlan):
+        from runner.ray_pools import GraderPool, init_ray
+
+        init_ray(cfg.ray)
+        self.graders = GraderPool(cfg.grading.num_actors, plan.pack_dirs, plan.families, {})
+        self.judges = None
+        if plan.judge_model is not None:
+            try:
+                self.judges = _judge_pool(cfg, plan)
+            except BaseException:
+                self.graders.shutdown()
+                raise
+
+    def grade(self, todo: list, batch_size: int, on_graded) -> None:
+        """Rules, then the judge, per batch; `on_graded(batch, gradings, judgments)` as each finishes."""
+        import ray
+        from ray.exceptions import RayError
+
+        from runner.ray_pools import QUEUE_DEPTH, _reason
+
+        pending = collections.deque(todo[i:i + batch_size] for i in range(0, len(todo), batch_size))
+        limit = QUEUE_DEPTH * (self.graders.size + (self.judges.size if self.judges else 0))
+        rule_refs: dict = {}
+        judge_refs: dict = {}
+        while pending or rule_refs or judge_refs:
+            while pending and len(rule_refs) + len(judge_refs) < limit:
+                batch = pending.popleft()
+                rule_refs[self.graders.submit([b[0] for b in batch], [b[1] for b in batch])] = batch
+            (ref,), _ = ray.wait(list(rule_refs) + list(judge_refs), num_returns=1)
+            if ref in rule_refs:
+                batch = rule_refs.pop(ref)
+                try:
+                    gradings = ray.get(ref)
+                except RayError as e:  # never drop an item: unscored, with the reason
+                    gradings = [Grading(it.item_id, "rules", None, f"grader failed: {_reason(e)}", "[]", "[]")
+                                for it, _, _ in batch]
+                if self.judges is not None:
+                    judge_refs[self.judges.submit([b[0] for b in batch], [b[1] for b in batch])] = (batch, gradings)
+                else:
+                    on_graded(batch, gradings, None)
+            else:
+                batch, gradings = judge_refs.pop(ref)
+                try:
+                    judgments = ray.get(ref)
+                except RayError as e:
+                    why = f"judge failed: {_reason(e)}"
+                    judgments = [Judgment(it.item_id, None, None, 0, why, self.judges.model, None) for it, _, _ in batch]
+                on_graded(batch, gradings, judgments)
+
+    def shutdown(self) -> None:
+        self.graders.shutdown()
+        if self.judges is not None:
+            self.judges.shutdown()
+
+
+def _judge_pool(cfg: SweepConfig, plan: RegradePlan):
+    """As SweepSession builds it, with no generation engines to keep clear of (first core 0)."""
+    from runner.config import Device, ModelBackend
+    from runner.graders.judge import rubric_text
+    from runner.ray_pools import JudgePool
+    from runner.sweep import build_api_spec, build_engine_spec, build_judge_engine_spec, build_judge_spec
+
+    judge = cfg.grading.judge
+    device = cfg.generation.device.value
+    if cfg.generation.device == Device.auto:
+        import ray
+
+        device = "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+    api = build_api_spec(judge.api, judge.max_model_len) if judge.backend == ModelBackend.openai else None
+    engine = build_judge_engine_spec(cfg, device, plan.judge_model) if api is None else build_engine_spec(cfg, device)
+    rubrics = {p.name: rubric_text(p.rubric, p.harmful_act) for p in plan.packs}
+    return JudgePool(judge, engine, plan.judge_model, build_judge_spec(cfg), rubrics, 0, api=api)
+
+
+def _resolve_judge(cfg: SweepConfig) -> Checkpoint | None:
+    """The judge model as plan_sweep resolves it (the demo run is built if the judge is builtin)."""
+    from runner.config import BUILTIN_DEMO_MODEL, ModelBackend
+    from runner.sweep import BUILTIN_SCENARIOS, check_api_servers, resolve_judge_model
+
+    judge = cfg.grading.judge
+    if not judge.enabled:
+        return None
+    if judge.backend == ModelBackend.openai:
+        model = Checkpoint(model="judge", name=judge.model, step=0, path=judge.model, tokenizer="")
+        check_api_servers(dataclasses.replace(cfg, models=[]), [], model)
+        return model
+    demo_dir = None
+    if judge.model == BUILTIN_DEMO_MODEL:
+        from runner.demo import ensure_demo_run
+
+        demo_dir = ensure_demo_run(Path(cfg.cache_dir).expanduser(), scenarios_dir=BUILTIN_SCENARIOS)
+    return resolve_judge_model(judge.model, demo_dir)
+
+
+def _read_dataset(root: Path, cols: list[str] | None = None):
+    """The dataset's generation and grading-version columns; a dataset that does not read is bad input."""
+    import pyarrow as pa
+
+    from runner.sinks.parquet import read_results
+
+    cols = cols or [*GENERATION_COLUMNS, "created_at", "grading_version"]
+    try:
+        return read_results(root, columns=cols)
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"not a results dataset: {root} does not read as one ({str(e).splitlines()[0][:300]})") from None
+
+
+def _newest_ok_rows(table) -> list[dict]:
+    """One `ok` generation row per item_id (the newest: every `ok` row of an item has the same reply)."""
+    import pyarrow.compute as pc
+
+    from runner.sinks.parquet import latest_rows
+
+    ok = table.filter(pc.equal(table["status"], "ok"))
+    rows = latest_rows(ok).to_pylist()
+    rows.sort(key=lambda r: (r["model"], r["checkpoint_step"], r["checkpoint"], r["scenario"], r["condition"], r["seed"]))
+    return rows
+
+
+def _version_metrics(plan: RegradePlan, metrics_for, n_transcripts: int) -> dict[str, tuple[Checkpoint, dict, list]]:
+    """Per checkpoint (`model@checkpoint`, in model then step order): its metrics over this grading
+    version's rows only, and sample transcripts."""
+    import pyarrow.compute as pc
+
+    t = _read_dataset(plan.results_dir, ["model", "checkpoint", "checkpoint_step", "grading_version"])
+    rows = t.filter(pc.equal(t["grading_version"], plan.grading_version)).to_pylist()
+    seen = {}
+    for r in rows:
+        ckpt = Checkpoint(model=r["model"], name=r["checkpoint"], step=r["checkpoint_step"], path="", tokenizer="")
+        seen.setdefault(ckpt.key, ckpt)
+    out = {}
+    for key, ckpt in sorted(seen.items(), key=lambda kv: (kv[1].model, kv[1].step, kv[1].name)):
+        metrics, transcripts = metrics_for(plan.results_dir, ckpt, None, n_transcripts, plan.grading_version)
+        out[key] = (ckpt, metrics, transcripts)
+    return out
+
+
+def _log_wandb(plan: RegradePlan, run_id: str, per_ckpt: dict[str, tuple[Checkpoint, dict, list]]) -> list[str]:
+    """One W&B run per model (job_type `regrade`), step = checkpoint_step, in step order.
+
+    Never attached to the training run (wandb.attach_run_id): its eval curves stay the sweep's.
+    """
+    from runner.sinks.wandb_sink import WandbSink
+    from runner.sweep import _plain_config
+
+    wcfg = dataclasses.replace(plan.cfg.wandb, attach_run_id=None)
+    config = {**_plain_config(plan.cfg), "grading_version": plan.grading_version}
+    sink = WandbSink(wcfg, plan.results_dir, run_id, config, job_type="regrade")
+    for ckpt, metrics, transcripts in per_ckpt.values():
+        metrics.update(sink.log_checkpoint(ckpt.model, ckpt.step, metrics, transcripts))
+    return sink.finish()
+
+
+def _config_yaml(cfg: SweepConfig) -> str:
+    from runner.config import config_to_yaml
+
+    return config_to_yaml(cfg)
+
+
+def _strings(values):
+    import pyarrow as pa
+
+    return pa.array(sorted(values), type=pa.string())
+
+
+__all__ = ["RegradePlan", "RegradeSummary", "load_regrade_config", "plan_regrade", "rebuild_item", "run_regrade"]
