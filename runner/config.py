@@ -158,7 +158,7 @@ class SamplingConfig:
     """Sampling parameters; part of every item's identity (`item_id`)."""
 
     # Samples per (scenario condition, checkpoint): seeds seed_start .. seed_start + seeds - 1.
-    seeds: int = 4
+    seeds: int = 8
     # First sample seed. Change it to draw fresh samples without touching earlier ones.
     seed_start: int = 0
     temperature: float = 1.0

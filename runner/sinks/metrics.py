@@ -32,12 +32,16 @@ def checkpoint_metrics(rows: list[dict]) -> dict[str, float | int]:
     out.update(agreement_counts(rows))
     out.update(awareness_metrics(rows))
     for group, c in counts.items():
-        lo, hi = wilson_interval(c["harmful"], c["n"])
-        out[f"{group}/harmful_rate"] = c["harmful"] / c["n"] if c["n"] else float("nan")
-        out[f"{group}/harmful_rate_lo"] = lo
-        out[f"{group}/harmful_rate_hi"] = hi
-        for k, v in c.items():
-            out[f"{group}/{k}"] = v
+        out.update(rate_fields(group, c))
+    return out
+
+
+def rate_fields(prefix: str, c: dict[str, int]) -> dict[str, float | int]:
+    """`<prefix>/harmful_rate` with its Wilson 95% bounds, plus every count in `c` under `prefix`."""
+    lo, hi = wilson_interval(c["harmful"], c["n"])
+    out: dict[str, float | int] = {f"{prefix}/harmful_rate": c["harmful"] / c["n"] if c["n"] else float("nan"),
+                                   f"{prefix}/harmful_rate_lo": lo, f"{prefix}/harmful_rate_hi": hi}
+    out.update({f"{prefix}/{k}": v for k, v in c.items()})
     return out
 
 
@@ -102,13 +106,7 @@ def awareness_metrics(rows: list[dict]) -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     for group, by_label in counts.items():
         for label, c in by_label.items():
-            key = f"{group}/aware_{label}"
-            lo, hi = wilson_interval(c["harmful"], c["n"])
-            out[f"{key}/harmful_rate"] = c["harmful"] / c["n"] if c["n"] else float("nan")
-            out[f"{key}/harmful_rate_lo"] = lo
-            out[f"{key}/harmful_rate_hi"] = hi
-            for k, v in c.items():
-                out[f"{key}/{k}"] = v
+            out.update(rate_fields(f"{group}/aware_{label}", c))
     return out
 
 

@@ -9,31 +9,19 @@ run is read through a `file://` URI, so the adapters are also copied to the loca
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
 
 from runner.checkpoints import Checkpoint, discover_checkpoints
 from runner.config import ModelConfig
-from runner.generation.engine import EngineSpec
+from tests.generation.engines import CPU_SPEC, cpu_engine_env  # noqa: F401 (fixture)
 from tests.lora_adapters import merge_adapter, write_adapter
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("cpu_engine_env")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cpu_engine_env():
-    saved = dict(os.environ)
-    os.environ.update(VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_CPU_KVCACHE_SPACE="1",
-                      VLLM_CPU_OMP_THREADS_BIND="0", VLLM_LOGGING_LEVEL="WARNING")
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-SPEC = EngineSpec(device="cpu", dtype="float32", max_model_len=512,
-                  engine_kwargs={"enable_chunked_prefill": False, "max_num_batched_tokens": 4096})
+SPEC = CPU_SPEC
 
 
 def _probe_fresh(ckpt: Checkpoint) -> list[list[int]]:

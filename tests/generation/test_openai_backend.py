@@ -380,7 +380,7 @@ def test_plan_needs_no_local_model_when_everything_is_served(server, tmp_path):
     assert [(c.model, c.name, c.step, c.path) for c in plan.checkpoints] == [("demo-rl", "target-model", 0, "target-model")]
     assert plan.judge_model.path == "judge-model"
     assert not (tmp_path / "cache").exists()           # the demo run was not built
-    assert plan.total_items == 4 * 4
+    assert plan.total_items == 4 * 8  # 4 blackmail conditions x the default 8 seeds
 
     bad = load_config(None, ["models.0.backend=openai", "models.0.path=target-model", f"models.0.api.base_url={srv.url}",
                              "grading.judge.enabled=true", "grading.judge.backend=openai",

@@ -6,30 +6,18 @@ differ after `reload_weights`; the backend must detect that and fall back to a f
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from runner.checkpoints import discover_checkpoints
 from runner.config import ModelConfig
 from runner.demo import TinyLlamaSpec, ensure_demo_run
-from runner.generation.engine import EngineSpec
+from tests.generation.engines import CPU_SPEC, cpu_engine_env  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cpu_engine_env():
-    saved = dict(os.environ)
-    os.environ.update(VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_CPU_KVCACHE_SPACE="1",
-                      VLLM_CPU_OMP_THREADS_BIND="0", VLLM_LOGGING_LEVEL="WARNING")
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("cpu_engine_env")]
 
 
-SPEC = EngineSpec(device="cpu", dtype="float32", max_model_len=512,
-                  engine_kwargs={"enable_chunked_prefill": False, "max_num_batched_tokens": 4096})
+SPEC = CPU_SPEC
 
 
 def _greedy(backend) -> list[list[int]]:
