@@ -63,15 +63,22 @@ class WorkItem:
 SEED_SCHEME = 2
 
 
+def prompt_digest(system: str, user: str) -> str:
+    """Identifies the rendered prompt a reply was generated from (`runner grade` checks it)."""
+    return hashlib.sha256(json.dumps([system, user], ensure_ascii=False).encode("utf-8")).hexdigest()[:32]
+
+
 def derive_engine_seed(system: str, user: str, seed: int) -> int:
     digest = hashlib.sha256(json.dumps([system, user, seed], ensure_ascii=False).encode("utf-8")).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def make_item_id(system: str, user: str, sampling: SamplingParams, ckpt: Checkpoint, seed: int) -> str:
+def make_item_id(system: str, user: str, sampling: SamplingParams, ckpt: Checkpoint, seed: int,
+                 seed_scheme: int = SEED_SCHEME) -> str:
     fields = {"system": system, "user": user, "sampling": asdict(sampling),
-              "model": ckpt.model, "checkpoint": ckpt.name, "step": ckpt.step, "seed": seed,
-              "seed_scheme": SEED_SCHEME}
+              "model": ckpt.model, "checkpoint": ckpt.name, "step": ckpt.step, "seed": seed}
+    if seed_scheme != 1:  # scheme 1 (the bare seed) predates the key; its ids stay as they were
+        fields["seed_scheme"] = seed_scheme
     if ckpt.adapter:  # a LoRA checkpoint: the adapter is `checkpoint`; the base model decides too
         fields["lora_base_model"] = ckpt.path
     payload = json.dumps(fields, sort_keys=True, ensure_ascii=False)

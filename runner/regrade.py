@@ -33,14 +33,14 @@ from runner.generation.engine import GenerationResult
 from runner.graders.awareness import AwarenessClassifier
 from runner.graders.judge import Judgment, combine_label
 from runner.graders.rules import Grading
-from runner.grid import SamplingParams, WorkItem, make_item_id
+from runner.grid import SEED_SCHEME, SamplingParams, WorkItem, make_item_id, prompt_digest
 from runner.sinks.parquet import PARTITION_COLUMN, SCHEMA_VERSION
 
 
 # Copied unchanged from the generation row into every re-graded row.
 GENERATION_COLUMNS = ("item_id", "scenario", "condition", "model", "checkpoint", "checkpoint_step", "seed",
                       "response", "status", "error", "num_output_tokens", "finish_reason", "temperature", "top_p",
-                      "max_tokens")
+                      "max_tokens", "prompt_digest")
 PACK_CHANGED = "scenario pack changed since generation"
 
 
@@ -148,13 +148,18 @@ def rebuild_item(row: dict, packs: dict, rendered: dict) -> tuple[WorkItem | Non
     if None in (row["temperature"], row["top_p"], row["max_tokens"], row["checkpoint_step"], row["seed"]):
         return None, "the generation row lacks its sampling parameters, step or seed: its item_id cannot be checked"
     sampling = SamplingParams(row["temperature"], row["top_p"], row["max_tokens"])
-    ckpt = Checkpoint(model=row["model"], name=row["checkpoint"], step=row["checkpoint_step"], path="", tokenizer="")
-    item_id = make_item_id(sc.system, sc.user, sampling, ckpt, row["seed"])
-    if item_id != row["item_id"]:
-        # Also what a change in how item_ids are made looks like (runner.grid); a LoRA row's id
-        # includes its base model, which the row does not store, so those land here too.
+    if row.get("prompt_digest"):
+        # Rows that record their prompt's digest are checked on it alone: their item_id may hold
+        # what the row does not store (a LoRA checkpoint's base model).
+        same = prompt_digest(sc.system, sc.user) == row["prompt_digest"]
+    else:  # older rows: rebuild the item_id, under the current seed scheme or the one before it
+        ckpt = Checkpoint(model=row["model"], name=row["checkpoint"], step=row["checkpoint_step"], path="", tokenizer="")
+        same = row["item_id"] in {make_item_id(sc.system, sc.user, sampling, ckpt, row["seed"], seed_scheme=s)
+                                  for s in (SEED_SCHEME, 1)}
+    if not same:
         return None, (f"{PACK_CHANGED}: re-rendering {family} condition '{condition}' gives another prompt "
-                      f"(item_id {item_id}, the row has {row['item_id']}); the reply is not graded against it")
+                      f"than the row's reply was generated from; the reply is not graded against it")
+    item_id = row["item_id"]
     return WorkItem(item_id=item_id, scenario=family, condition=condition, model=row["model"],
                     checkpoint=row["checkpoint"], checkpoint_step=row["checkpoint_step"], seed=row["seed"],
                     system=sc.system, user=sc.user, sampling=sampling), None

@@ -26,7 +26,7 @@ from runner.generation.openai_backend import ApiSpec
 from runner.generation.scheduler import Batch, BatchScheduler
 from runner.graders.judge import JudgeSpec, Judgment, combine_label, rubric_text
 from runner.graders.rules import Grading
-from runner.grid import WorkItem, count_items, expand_grid
+from runner.grid import WorkItem, count_items, expand_grid, prompt_digest
 from runner.sinks.console import ConsoleProgress
 from runner.graders.version import grading_version as make_grading_version
 from runner.sinks.metrics import awareness_summary, checkpoint_metrics
@@ -252,6 +252,7 @@ def _row(run_id: str, item: WorkItem, res: GenerationResult, grading: Grading, j
         "eval_awareness": grading.eval_awareness if res.status == "ok" else None,
         "eval_awareness_evidence": grading.eval_awareness_evidence if res.status == "ok" else None,
         "grading_version": grading_version,
+        "prompt_digest": prompt_digest(item.system, item.user),
     }
 
 

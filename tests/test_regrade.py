@@ -79,6 +79,25 @@ def test_a_changed_pack_is_unbuildable_never_graded(dataset, tmp_path):
     assert len(plan.todo) == 6
 
 
+def test_rows_are_checked_on_their_prompt_digest_or_an_earlier_seed_scheme(dataset):
+    """A LoRA row's item_id holds its base model, which the row does not store: its prompt
+    digest decides. Rows from before the derived engine seeds keep their scheme-1 item_id."""
+    from runner.grid import make_item_id, prompt_digest
+
+    out, items = dataset
+    it = items[7]
+    lora = {**_row(it), "item_id": "a" * 32, "prompt_digest": prompt_digest(it.system, it.user)}
+    edited = {**_row(it), "item_id": "b" * 32, "prompt_digest": prompt_digest(it.system, it.user + " (edited)")}
+    legacy = {**_row(it), "seed": 1, "item_id": make_item_id(it.system, it.user, it.sampling, CKPT, 1, seed_scheme=1)}
+    assert legacy["item_id"] not in {i.item_id for i in items}  # the current scheme gives other ids
+    ParquetSink(out, "old").write([lora, edited, legacy])
+    plan = plan_regrade(_cfg(out))
+    todo = {i.item_id for i, _, _ in plan.todo}
+    assert {"a" * 32, legacy["item_id"]} <= todo
+    why = {row["item_id"]: reason for row, reason in plan.unbuildable}
+    assert set(why) == {"b" * 32} and why["b" * 32].startswith(PACK_CHANGED)
+
+
 def test_items_with_a_row_of_this_version_are_skipped(dataset):
     out, items = dataset
     plan = plan_regrade(_cfg(out))

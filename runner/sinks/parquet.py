@@ -56,6 +56,7 @@ def results_schema():
         ("eval_awareness", pa.string()),     # tested | real | neither (runner.graders.awareness)
         ("eval_awareness_evidence", pa.string()),  # the clause that decided eval_awareness
         ("grading_version", pa.string()),    # hash of everything that decides the grade (runner.graders.version)
+        ("prompt_digest", pa.string()),      # hash of the rendered prompt (runner.grid.prompt_digest)
     ])
 
 
