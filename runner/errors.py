@@ -28,5 +28,9 @@ class CheckpointError(UserError):
     """A model or run directory that holds no usable checkpoint."""
 
 
+class StartupError(UserError):
+    """An actor could not start: its engine failed to load the model, or a server it needs is gone."""
+
+
 class MissingDependencyError(UserError):
     """An optional package is not installed; the message carries the install hint."""

@@ -16,11 +16,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 from typing import Callable
 
 from runner.checkpoints import Checkpoint
 from runner.config import GenerationConfig, JudgeConfig, RayConfig
-from runner.errors import ConfigError
+from runner.errors import ConfigError, StartupError
 from runner.generation.engine import EngineSpec, GenerationResult
 from runner.generation.openai_backend import ApiSpec
 from runner.generation.scheduler import Batch, BatchScheduler
@@ -269,8 +270,9 @@ class JudgePool:
 
 
 def _reason(e: BaseException) -> str:
-    """A Ray error as the one line stored in a row's error or unscored_reason."""
-    return f"{type(e).__name__}: {str(e).splitlines()[0][:500]}"
+    """A Ray error as the one line stored in a row's error or unscored_reason: the error raised
+    inside the actor (the first line of a RayTaskError only names the task and its pid)."""
+    return f"{type(e).__name__}: {_root_cause(e)}"
 
 
 def _kill_all(actors) -> None:
@@ -283,13 +285,32 @@ def _kill_all(actors) -> None:
 def _wait_ready(actors, what: str, timeout_s: float = 300) -> None:
     """Fail clearly, instead of hanging, when Ray cannot place the actors."""
     import ray
-    from ray.exceptions import GetTimeoutError
+    from ray.exceptions import GetTimeoutError, RayActorError
 
     try:
         ray.get([a.ping.remote() for a in actors], timeout=timeout_s)
     except GetTimeoutError:
         raise ConfigError(f"config error: the {what} actors did not start within {timeout_s:.0f}s; the Ray "
                           f"cluster lacks the resources they ask for ({ray.available_resources()} free)") from None
+    except RayActorError as e:
+        _kill_all(actors)
+        raise StartupError(f"the {what} actors failed to start: {_root_cause(e)} "
+                           f"(full log: ray.log_to_driver=true, or Ray's session logs)") from None
+
+
+def _root_cause(e: BaseException) -> str:
+    """The innermost `SomeError: message` of a Ray error's text, with the indented lines that
+    continue it (pydantic puts the reason there), on one line; its first line if none."""
+    lines = str(e).splitlines()
+    starts = [i for i, ln in enumerate(lines) if re.match(r"^[A-Za-z_][\w.]*(Error|Exception): ", ln)]
+    if not starts:
+        return (lines[0] if lines else type(e).__name__)[:500]
+    cause = [lines[starts[-1]].strip()]
+    for ln in lines[starts[-1] + 1:]:
+        if not ln.startswith((" ", "\t")) or not ln.strip():
+            break
+        cause.append(ln.strip())
+    return " ".join(cause)[:500]
 
 
 def _passthrough_env() -> dict[str, str]:

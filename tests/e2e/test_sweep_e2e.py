@@ -198,3 +198,21 @@ def test_all_five_families_run_end_to_end(demo_run, ray_local, tmp_path):
     assert all(isinstance(h, bool) for h in t["harmful"].to_pylist())
     assert {k.split("/")[0] for k in s.metrics["demo-rl@checkpoint-100"]} >= {
         "blackmail", "framing", "leaking", "lethal_inaction", "sabotage", "overall"}
+
+
+def test_a_model_vllm_cannot_load_gives_error_rows_that_name_the_cause(demo_run, ray_local, tmp_path):
+    """A checkpoint that passes the completeness rules but that vLLM cannot load: every item
+    becomes an error row after the bounded retries, and each row's error is the cause raised
+    inside the actor (not Ray's task header), so the user can see what to fix."""
+    bad = tmp_path / "bad-model"
+    shutil.copytree(demo_run / "checkpoint-100", bad)
+    cfg_file = bad / "config.json"
+    cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "architectures": ["NoSuchModelForCausalLM"]}))
+    out = tmp_path / "results"
+    s = run_sweep(_cfg(bad, out, "generation.num_actors=1", "generation.max_retries=1",
+                       "scenarios.families=[blackmail]"))
+    rows = _read(out).to_pylist()
+    assert len(rows) == 4 * 2 == s.errors and {r["status"] for r in rows} == {"error"}
+    for r in rows:
+        assert "NoSuchModelForCausalLM" in r["error"], r["error"]
+        assert "\n" not in r["error"] and "ray::" not in r["error"]
