@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -55,9 +56,39 @@ def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]
     return config, overrides
 
 
+def _step_order(key: str) -> tuple[str, int]:
+    """`model@checkpoint-200` -> ("model", 200), so checkpoints print in training order."""
+    model, _, name = key.partition("@")
+    m = re.search(r"(\d+)$", name)
+    return model, int(m.group(1)) if m else -1
+
+
+def _rate(m: dict, group: str) -> str:
+    rate = m.get(f"{group}/harmful_rate")
+    if rate is None or rate != rate:
+        return "n/a"
+    return f"{rate:.3f} [{m[f'{group}/harmful_rate_lo']:.3f}, {m[f'{group}/harmful_rate_hi']:.3f}]"
+
+
+def print_checkpoint_metrics(metrics: dict[str, dict], families: list[str] | None = None) -> None:
+    """Per checkpoint, in step order: the overall rate with its interval and counts, the rate per
+    family (a planted or real effect in one family is diluted in the overall rate), awareness."""
+    from runner.sinks.metrics import awareness_summary
+
+    for key in sorted(metrics, key=_step_order):
+        m = metrics[key]
+        print(f"  {key}: harmful rate {_rate(m, 'overall')}  n={m.get('overall/n', 0)} "
+              f"unscored={m.get('overall/unscored', 0)} errors={m.get('overall/errors', 0)}")
+        fams = families or sorted({k.split("/", 1)[0] for k in m if k.endswith("/harmful_rate")} - {"overall"})
+        per_family = [f"{f} {m[f'{f}/harmful']}/{m[f'{f}/n']}" for f in fams if f"{f}/n" in m]
+        if len(per_family) > 1:
+            print(f"    by family (harmful/n): {', '.join(per_family)}")
+        if awareness_summary(m):
+            print(f"    {awareness_summary(m)}")
+
+
 def cmd_sweep(ns: argparse.Namespace) -> int:
     from runner.config import load_config
-    from runner.sinks.metrics import awareness_summary
     from runner.sweep import plan_sweep, run_sweep
 
     config, overrides = _split_config_and_overrides(ns.args)
@@ -79,13 +110,7 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
     if s.batch_failures or s.batch_fallbacks:
         print(f"  {s.batch_failures} batches lost an engine and were resubmitted; "
               f"{s.batch_fallbacks} engine batches failed and were redone item by item (see Ray logs)")
-    for key, m in s.metrics.items():
-        rate = m.get("overall/harmful_rate")
-        rate_txt = "n/a" if rate != rate else f"{rate:.3f} [{m['overall/harmful_rate_lo']:.3f}, {m['overall/harmful_rate_hi']:.3f}]"
-        print(f"  {key}: harmful rate {rate_txt}  n={m.get('overall/n', 0)} "
-              f"unscored={m.get('overall/unscored', 0)} errors={m.get('overall/errors', 0)}")
-        if awareness_summary(m):
-            print(f"    {awareness_summary(m)}")
+    print_checkpoint_metrics(s.metrics, plan.families)
     print(f"results: {s.results_dir}")
     for w in s.wandb:
         print(f"wandb: {w}")
@@ -108,7 +133,6 @@ def cmd_watch(ns: argparse.Namespace) -> int:
 
 def cmd_grade(ns: argparse.Namespace) -> int:
     from runner.regrade import load_regrade_config, plan_regrade, run_regrade
-    from runner.sinks.metrics import awareness_summary
 
     config, overrides = _split_config_and_overrides(ns.args)
     cfg = load_regrade_config(ns.results_dir, config, overrides)
@@ -121,12 +145,7 @@ def cmd_grade(ns: argparse.Namespace) -> int:
         print(f"done in {s.wall_seconds:.1f}s: run {s.run_id}, grading version {s.grading_version}: "
               f"{s.rows_written} new rows ({s.unbuildable} unscored: prompt no longer rebuilds), "
               f"{s.skipped} items already graded with this version")
-    for key, m in s.metrics.items():
-        rate = m.get("overall/harmful_rate")
-        rate_txt = "n/a" if rate != rate else f"{rate:.3f} [{m['overall/harmful_rate_lo']:.3f}, {m['overall/harmful_rate_hi']:.3f}]"
-        print(f"  {key}: harmful rate {rate_txt}  n={m.get('overall/n', 0)} unscored={m.get('overall/unscored', 0)}")
-        if awareness_summary(m):
-            print(f"    {awareness_summary(m)}")
+    print_checkpoint_metrics(s.metrics)
     print(f"results: {s.results_dir} (rows with grading_version={s.grading_version})")
     for w in s.wandb:
         print(f"wandb: {w}")

@@ -1,0 +1,22 @@
+"""The per-checkpoint console summary printed at the end of `runner sweep` and `runner grade`."""
+
+from __future__ import annotations
+
+from runner.cli import print_checkpoint_metrics
+from runner.sinks.metrics import checkpoint_metrics
+
+
+def _rows(family_harmful: dict[str, int], n: int = 4) -> list[dict]:
+    return [{"scenario": f, "status": "ok", "harmful": i < k, "judge_model": None}
+            for f, k in family_harmful.items() for i in range(n)]
+
+
+def test_checkpoints_print_in_step_order_with_per_family_counts(capsys):
+    metrics = {f"m@checkpoint-{step}": checkpoint_metrics(_rows({"blackmail": k, "leaking": 0}))
+               for step, k in ((1000, 0), (200, 3), (30, 4))}
+    print_checkpoint_metrics(metrics)
+    out = capsys.readouterr().out.splitlines()
+    heads = [line.split(":")[0].strip() for line in out if "harmful rate" in line]
+    assert heads == ["m@checkpoint-30", "m@checkpoint-200", "m@checkpoint-1000"]
+    assert "by family (harmful/n): blackmail 4/4, leaking 0/4" in out[1]
+    assert out[0].startswith("  m@checkpoint-30: harmful rate 0.500 [")
