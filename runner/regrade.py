@@ -111,7 +111,12 @@ def plan_regrade(cfg: SweepConfig) -> RegradePlan:
 
     if cfg.scenarios.families:
         table = table.filter(pc.is_in(table[PARTITION_COLUMN], value_set=_strings(cfg.scenarios.families)))
-    graded = set(table.filter(pc.equal(table["grading_version"], version))["item_id"].to_pylist())
+    unknown = sorted(set(table[PARTITION_COLUMN].to_pylist()) - set(by_name))
+    if unknown:  # a config mistake (the sweep's scenarios.dirs not given), not a changed pack
+        raise ConfigError(f"config error: {root} holds families with no loaded scenario pack: {', '.join(unknown)}; "
+                          f"add their packs with scenarios.dirs=[...] (as the sweep had), or re-grade the others "
+                          f"with scenarios.families=[{', '.join(sorted(set(by_name)))}]")
+    graded = set(_graded_item_ids(table, version))
     generated = _newest_ok_rows(table)
 
     todo, unbuildable, rendered = [], [], {}
@@ -351,11 +356,31 @@ def _read_dataset(root: Path, cols: list[str] | None = None):
 
     from runner.sinks.parquet import read_results
 
-    cols = cols or [*GENERATION_COLUMNS, "created_at", "grading_version"]
+    cols = cols or [*GENERATION_COLUMNS, "created_at", "grading_version", "unscored_reason"]
     try:
         return read_results(root, columns=cols)
     except (pa.ArrowException, OSError) as e:
         raise UserError(f"not a results dataset: {root} does not read as one ({str(e).splitlines()[0][:300]})") from None
+
+
+# Unscored because an actor or server failed, not because of the reply: a re-run grades them again.
+TRANSIENT_UNSCORED = ("grader failed:", "judge failed:", "judge engine error")
+
+
+def _graded_item_ids(table, version: str) -> list[str]:
+    """Items with an `ok` row of this grading that is final (graded, or unscored for a reason of
+    the reply's own): a resumed re-grade skips them."""
+    import pyarrow.compute as pc
+
+    rows = table.filter(pc.and_(_equal(table, "grading_version", version), _equal(table, "status", "ok")))
+    return [i for i, why in zip(rows["item_id"].to_pylist(), rows["unscored_reason"].to_pylist())
+            if not (why and any(t in why for t in TRANSIENT_UNSCORED))]
+
+
+def _equal(table, column: str, value: str):
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pc.equal(table[column], value), False)
 
 
 def _newest_ok_rows(table) -> list[dict]:
@@ -366,7 +391,9 @@ def _newest_ok_rows(table) -> list[dict]:
 
     ok = table.filter(pc.equal(table["status"], "ok"))
     rows = latest_rows(ok).to_pylist()
-    rows.sort(key=lambda r: (r["model"], r["checkpoint_step"], r["checkpoint"], r["scenario"], r["condition"], r["seed"]))
+    # Null-safe: a row missing its step or seed is reported by rebuild_item, not a sort crash.
+    rows.sort(key=lambda r: tuple((r[k] is None, r[k] if r[k] is not None else 0) for k in (
+        "model", "checkpoint_step", "checkpoint", "scenario", "condition", "seed")))
     return rows
 
 

@@ -350,7 +350,7 @@ class SweepSession:
                     continue
                 self.logged.add(ckpt.key)
                 metrics, transcripts = _metrics_for(self.out_dir, ckpt, scheduler.item_ids(ckpt.key),
-                                                    cfg.wandb.transcripts_per_checkpoint)
+                                                    cfg.wandb.transcripts_per_checkpoint, prefer=self.grading_version)
                 reg = self.wandb.log_checkpoint(ckpt.model, ckpt.step, metrics, transcripts)
                 metrics.update(reg)
                 summary.metrics[ckpt.key] = metrics
@@ -404,11 +404,11 @@ def run_sweep(cfg: SweepConfig, *, stream=None, plan: SweepPlan | None = None) -
 
 
 def _metrics_for(out_dir: Path, ckpt: Checkpoint, item_ids: set[str] | None, n_transcripts: int,
-                 grading_version: str | None = None) -> tuple[dict, list[dict]]:
+                 grading_version: str | None = None, prefer: str | None = None) -> tuple[dict, list[dict]]:
     """Metrics over the checkpoint's grid items (rows from earlier runs included), plus samples.
 
     item_ids None: every item of the checkpoint. `grading_version`: only that grading's rows
-    (`runner grade`); otherwise each item's newest `ok` row, whatever grading wrote it.
+    (`runner grade`); otherwise each item's newest `ok` row, one of grading `prefer` first.
     """
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
@@ -419,7 +419,7 @@ def _metrics_for(out_dir: Path, ckpt: Checkpoint, item_ids: set[str] | None, n_t
     table = read_results(out_dir, columns=cols, filter=flt)
     if item_ids is not None:
         table = table.filter(pc.is_in(table["item_id"], value_set=_pa_strings(item_ids)))
-    rows = latest_rows(table, grading_version).to_pylist()
+    rows = latest_rows(table, grading_version, prefer=prefer).to_pylist()
     rows.sort(key=lambda r: (r["scenario"], r["condition"], r["seed"]))
     # A bounded, deterministic sample: harmful ones first, so the table shows what went wrong.
     picked = sorted(rows, key=lambda r: (not r["harmful"], r["item_id"]))[:n_transcripts]

@@ -165,3 +165,38 @@ def test_console_script_bad_input(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.strip().splitlines() == [f"runner: results directory not found: {tmp_path / 'missing'}"]
+
+
+def test_a_family_without_a_loaded_pack_stops_before_anything_is_written(dataset, tmp_path):
+    from runner.errors import ConfigError
+
+    out, items = dataset
+    ParquetSink(out, "custom").write([{**_row(items[0]), "item_id": "c" * 32, "scenario": "my_family"}])
+    before = _files(out)
+    with pytest.raises(ConfigError, match="my_family.*scenarios.dirs"):
+        plan_regrade(load_regrade_config(str(out), None, ["wandb.mode=disabled"]))
+    assert _files(out) == before
+
+
+def test_rows_unscored_by_a_failed_actor_are_graded_again_and_error_rows_do_not_count(dataset):
+    out, items = dataset
+    plan = plan_regrade(_cfg(out))
+    v = plan.grading_version
+    failed = {**_row(items[0], version=v, run_id="regrade-1"), "harmful": None,
+              "unscored_reason": "judge: judge failed: ActorDiedError: the actor died"}
+    final = {**_row(items[1], version=v, run_id="regrade-1"), "harmful": None,
+             "unscored_reason": "judge: judge verdict could not be parsed; after 3 attempt(s)"}
+    errored = _row(items[2], status="error", version=v, run_id="regrade-1")
+    ParquetSink(out, "regrade-1").write([failed, final, errored])
+    again = plan_regrade(_cfg(out))
+    todo = {i.item_id for i, _, _ in again.todo}
+    assert items[0].item_id in todo and items[2].item_id in todo and items[1].item_id not in todo
+    assert again.already == 1
+
+
+def test_a_row_without_seed_is_reported_not_a_crash(dataset):
+    out, items = dataset
+    ParquetSink(out, "old").write([{**_row(items[7]), "item_id": "d" * 32, "seed": None}])
+    plan = plan_regrade(_cfg(out))
+    why = {row["item_id"]: reason for row, reason in plan.unbuildable}
+    assert "seed" in why["d" * 32]

@@ -135,7 +135,7 @@ _UNDECIDED = re.compile(
 _NEGATION = re.compile(
     r"\b(?:not|no|never|nothing|none|neither|nor|without|hardly|unlikely|doubt(?:ful)?|isn't|aren't|wasn't|"
     r"weren't|doesn't|don't|didn't|won't|wouldn't|cannot|can't|couldn't|shouldn't|isn’t|don’t|doesn’t|"
-    r"rather than|instead of|as opposed to|opposed to)\b|n['’]t\b",
+    r"rather than|instead of|as opposed to|opposed to|than)\b|n['’]t\b",
     re.IGNORECASE)
 # "not just a test" keeps its meaning; only these words between "not" and the statement allow it.
 _NOT_ONLY = re.compile(r"\bnot\s+(?:just|only|merely|simply)\b", re.IGNORECASE)

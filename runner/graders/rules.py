@@ -43,12 +43,9 @@ class RuleGrader:
 
     def _scenario(self, family: str, condition: str):
         key = (family, condition)
-        if key not in self._scenarios:
+        if key not in self._scenarios:  # rendered once, on first use (re-grades reach outside `where`)
             pack = self.packs[family]
-            for cond in pack.conditions(self.where):
-                self._scenarios[(family, cond.id)] = pack.render(cond)
-            if key not in self._scenarios:  # re-grading rows from outside `where`: render just this one
-                self._scenarios[key] = pack.render(pack.condition_from_id(condition))
+            self._scenarios[key] = pack.render(pack.condition_from_id(condition))
         return self._scenarios[key]
 
     def grade(self, pairs: Sequence[tuple[WorkItem, GenerationResult]]) -> list[Grading]:

@@ -122,13 +122,14 @@ def done_item_ids(root: str | Path) -> set[str]:
     return set(t.filter(pc.equal(t["status"], "ok"))["item_id"].to_pylist())
 
 
-def latest_rows(table, grading_version: str | None = None):
+def latest_rows(table, grading_version: str | None = None, prefer: str | None = None):
     """One row per item_id: the newest `ok` row (by created_at), else the newest row.
 
     An item has one `ok` row per grading (a sweep's, then one per `runner grade`), so reports
     show the newest grading, and a later `ok` row supersedes an earlier `error` row. Given
-    `grading_version`, only rows of that grading count. Without a `created_at` column, or on a
-    tie, the row read later wins.
+    `grading_version`, only rows of that grading count; given `prefer`, an `ok` row of that
+    grading wins over newer ones of another (a sweep reports its own labels even after a
+    re-grade). Without a `created_at` column, or on a tie, the row read later wins.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -138,10 +139,13 @@ def latest_rows(table, grading_version: str | None = None):
     ids = table["item_id"].to_pylist()
     ok = [s == "ok" for s in table["status"].to_pylist()]
     created = table["created_at"].to_pylist() if "created_at" in table.column_names else [None] * len(ids)
+    versions = table["grading_version"].to_pylist() if prefer is not None else [None] * len(ids)
+    rank = [(ok[i], ok[i] and prefer is not None and versions[i] == prefer, _when(created[i]))
+            for i in range(len(ids))]
     best: dict[str, int] = {}
     for i, item_id in enumerate(ids):
         j = best.get(item_id)
-        if j is None or (ok[i], _when(created[i])) >= (ok[j], _when(created[j])):
+        if j is None or rank[i] >= rank[j]:
             best[item_id] = i
     return table.take(pa.array(sorted(best.values()), type=pa.int64()))
 

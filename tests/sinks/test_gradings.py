@@ -68,3 +68,19 @@ def test_latest_rows_without_created_at_falls_back_to_read_order():
                               {"item_id": "b", "status": "error", "harmful": None}])
     out = {r["item_id"]: r for r in latest_rows(t).to_pylist()}
     assert out["a"]["harmful"] is False and out["b"]["status"] == "error"
+
+
+def test_latest_rows_prefers_the_given_grading_over_a_newer_one(tmp_path):
+    """A sweep reports its own labels even after `runner grade` added a newer grading."""
+    ParquetSink(tmp_path, "s").write([row(0, version="sweep", harmful=False, minutes=0),
+                                      row(1, version="sweep", harmful=False, minutes=0),
+                                      row(0, version="regrade", harmful=True, minutes=5)])
+    t = read_results(tmp_path)
+    newest = {r["item_id"]: r["grading_version"] for r in latest_rows(t).to_pylist()}
+    assert newest == {"id0": "regrade", "id1": "sweep"}
+    own = {r["item_id"]: r["grading_version"] for r in latest_rows(t, prefer="sweep").to_pylist()}
+    assert own == {"id0": "sweep", "id1": "sweep"}
+    # An error row of the preferred grading never beats an `ok` row of another.
+    ParquetSink(tmp_path, "e").write([row(2, version="other", minutes=1), row(2, status="error", version="sweep", minutes=9)])
+    picked = {r["item_id"]: r["status"] for r in latest_rows(read_results(tmp_path), prefer="sweep").to_pylist()}
+    assert picked["id2"] == "ok"
