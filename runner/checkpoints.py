@@ -22,7 +22,7 @@ from pathlib import Path
 
 from runner.config import BUILTIN_DEMO_MODEL, ModelConfig
 from runner.errors import CheckpointError
-from runner.remote import Entry, Location, fetch_directory, is_tokenizer_file, is_uri, open_location
+from runner.remote import Entry, Location, fetch_directory, is_model_file, is_tokenizer_file, is_uri, open_location
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +239,9 @@ def discover_checkpoints(model: ModelConfig, demo_run_dir: Path | None = None) -
             continue
         if lora:
             rank = max(adapter_rank(loc), model.max_lora_rank or 0)
+            if rank > 512:  # vLLM's largest max_lora_rank: fail here, not as error rows in the actors
+                problems.append(f"{loc.name}: LoRA rank {rank} is above 512, the largest vLLM supports")
+                continue
             out.append(Checkpoint(model.name, loc.name, step, base.uri, tok, adapter=loc.uri, lora_rank=rank))
         else:
             out.append(Checkpoint(model.name, loc.name, step, loc.uri, tok))
@@ -287,7 +290,8 @@ def localize_checkpoint(ckpt: Checkpoint, cache_dir: str | Path) -> Checkpoint:
     def local(uri: str, adapter: bool) -> str:
         if not is_uri(uri):
             return uri
-        return str(fetch_directory(open_location(uri), cache_dir,
+        # Flat and without trainer state: HF checkpoints keep what an engine reads at the top.
+        return str(fetch_directory(open_location(uri), cache_dir, recursive=False, keep=is_model_file,
                                    check=lambda d: incomplete_reason(d, adapter=adapter)))
 
     path = local(ckpt.path, adapter=False)

@@ -441,12 +441,33 @@ def validate_config(cfg: SweepConfig) -> None:
             problems.append(f"models[{i}].base_model must not be empty (null: full checkpoints, no LoRA)")
         if m.max_lora_rank is not None and not 1 <= m.max_lora_rank <= 512:
             problems.append(f"models[{i}].max_lora_rank must be in 1..512 or null (got {m.max_lora_rank})")
+        if m.max_lora_rank is not None and m.base_model is None:
+            problems.append(f"models[{i}].max_lora_rank applies to LoRA adapters only: set models[{i}].base_model too")
         if m.backend == ModelBackend.openai:
             problems += _api_problems(f"models[{i}].api", m.api)
+            if m.base_model is not None:
+                problems.append(f"models[{i}].base_model (LoRA) needs the vllm backend, not openai")
+        for key in ("path", "base_model", "tokenizer"):
+            problems += _uri_credential_problems(f"models[{i}].{key}", getattr(m, key))
     problems += _output_dir_problems(cfg.output.dir)
     if problems:
         raise ConfigError("config error: " + "; ".join(problems) if len(problems) == 1
                           else "config errors:\n  - " + "\n  - ".join(problems))
+
+
+def _uri_credential_problems(key: str, value: Optional[str]) -> list[str]:
+    """Secrets in a storage URI would reach config dumps, logs and rows: credentials come from the
+    filesystem's environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, ...) instead."""
+    from urllib.parse import parse_qs, urlsplit
+
+    if not value or "://" not in value:
+        return []
+    parts = urlsplit(value)
+    secret_params = {"access_key", "secret_key", "session_token", "password", "token", "sas_token"}
+    if parts.username or parts.password or secret_params & {k.lower() for k in parse_qs(parts.query)}:
+        return [f"{key} must not hold credentials (user:secret@ or key parameters); the filesystem reads them "
+                f"from its usual environment, e.g. AWS_ACCESS_KEY_ID / GOOGLE_APPLICATION_CREDENTIALS"]
+    return []
 
 
 def _judge_problems(j: JudgeConfig) -> list[str]:

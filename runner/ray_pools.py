@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 ACTOR_RESTARTS = 3
 QUEUE_DEPTH = 2
-# CPUs an API-backed actor reserves: it only waits on HTTP, so it takes no engine's core.
-API_ACTOR_CPUS = 0.1
+# CPUs an API-backed actor reserves: none. It only waits on HTTP; reserving even a fraction
+# would leave it unplaceable when the auto-sized generation pool has taken every core.
+API_ACTOR_CPUS = 0
 
 
 def init_ray(cfg: RayConfig) -> None:

@@ -53,6 +53,16 @@ def is_uri(path: str) -> bool:
     return bool(_URI.match(path))
 
 
+# Trainer state saved beside the weights (optimizer, scheduler, RNG, DeepSpeed shards): often
+# several times the weights' size and never read by an engine. HF weights are never .pt/.pth.
+_TRAINER_STATE = re.compile(r"^(global_step[^/]*/.*|.*\.(pt|pth))$")
+
+
+def is_model_file(rel: str) -> bool:
+    """What an engine needs from a checkpoint directory: everything but trainer state."""
+    return not _TRAINER_STATE.match(rel)
+
+
 def is_tokenizer_file(name: str) -> bool:
     return bool(_TOKENIZER_FILE.match(name))
 

@@ -121,6 +121,21 @@ def test_remote_checkpoint_is_copied_to_the_cache_once_per_version(random_run, t
     assert again.path != local.path and (Path(again.path) / "generation_config.json").is_file()
 
 
+def test_remote_copy_leaves_trainer_state_behind(random_run, tmp_path):
+    """Optimizer, scheduler and RNG states and DeepSpeed shard dirs sit beside the weights in
+    trainer checkpoints; an engine never reads them, so no node downloads them."""
+    run = _run_copy(random_run, tmp_path / "run", steps=(100,))
+    ck_dir = run / "checkpoint-100"
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state_0.pth"):
+        (ck_dir / name).write_bytes(b"x" * 1000)
+    (ck_dir / "global_step100").mkdir()
+    (ck_dir / "global_step100" / "mp_rank_00_model_states.pt").write_bytes(b"x")
+    (ck,) = discover_checkpoints(ModelConfig(name="d", path=f"file://{run}"))
+    copied = {p.name for p in Path(localize_checkpoint(ck, tmp_path / "cache").path).iterdir()}
+    assert {"config.json", "model.safetensors"} <= copied
+    assert not copied & {"optimizer.pt", "scheduler.pt", "rng_state_0.pth", "global_step100"}
+
+
 def test_local_checkpoint_is_not_copied(random_run, tmp_path):
     (ck,) = discover_checkpoints(ModelConfig(name="d", path=str(random_run / "checkpoint-100")))
     assert localize_checkpoint(ck, tmp_path / "cache") == ck

@@ -51,6 +51,11 @@ def test_overrides_apply_with_types(tmp_path):
     (["sweep", "sampling.seeds=0"], "sampling.seeds must be >= 1 (got 0)"),
     (["sweep", "models=[{name: a, path: /x}, {name: a, path: /y}]"], "name 'a' is used twice"),
     (["sweep", "models.0.checkpoint_pattern=ckpt"], "must contain '{step}'"),
+    (["sweep", "models.0.path=s3://AKIAX:SECRET@bucket/run"], "models[0].path must not hold credentials"),
+    (["sweep", "models.0.base_model=gs://b/base?secret_key=xyz", "models.0.path=/x"],
+     "models[0].base_model must not hold credentials"),
+    (["sweep", "models.0.max_lora_rank=8"], "max_lora_rank applies to LoRA adapters only"),
+    (["sweep", "models.0.backend=openai", "models.0.base_model=/base"], "base_model (LoRA) needs the vllm backend"),
 ])
 def test_bad_input_exits_2_with_one_message(args, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
