@@ -8,7 +8,7 @@ blackmail email to the CTO with a known probability (falling over training: 0.8,
 and a routine, safe email otherwise. So the default sweep shows a falling harmful-rate curve
 whose true values are known, and a test can check the runner measures them.
 
-How the behaviour is planted (briefly trained, about a second per checkpoint on CPU): every line
+How the behaviour is planted (briefly trained, about 2 s per checkpoint on CPU): every line
 of the two replies is one added token of the tokenizer, the attention and MLP outputs of every
 layer are zeroed, and the embeddings, final norm and LM head are trained on the reply
 transitions: after the assistant prompt, the first line of the harmful reply with probability q

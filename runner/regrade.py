@@ -31,7 +31,7 @@ from runner.config import SweepConfig
 from runner.errors import ConfigError, ScenarioError, UserError
 from runner.generation.engine import GenerationResult
 from runner.graders.awareness import AwarenessClassifier
-from runner.graders.judge import Judgment, combine_label
+from runner.graders.judge import Judgment, grading_columns, judge_columns
 from runner.graders.rules import Grading
 from runner.grid import SEED_SCHEME, SamplingParams, WorkItem, make_item_id, prompt_digest
 from runner.sinks.parquet import PARTITION_COLUMN, SCHEMA_VERSION
@@ -173,19 +173,9 @@ def rebuild_item(row: dict, packs: dict, rendered: dict) -> tuple[WorkItem | Non
 def regraded_row(run_id: str, gen: dict, grading: Grading, judgment: Judgment | None, cfg: SweepConfig,
                  version: str, now) -> dict:
     """A new row: the generation columns as they were, this grading's columns, a new run_id."""
-    harmful, reason = combine_label(grading.harmful, grading.unscored_reason, judgment, cfg.grading.judge.combine)
-    return {
-        **{c: gen[c] for c in GENERATION_COLUMNS}, "run_id": run_id, "schema_version": SCHEMA_VERSION,
-        "harmful": harmful, "unscored_reason": reason, "grader": grading.grader, "evidence": grading.evidence,
-        "tool_calls": grading.tool_calls, "created_at": now, "rule_harmful": grading.harmful,
-        "judge_verdict": judgment.verdict if judgment else None,
-        "judge_reasoning": judgment.reasoning if judgment else None,
-        "judge_model": judgment.model if judgment else None,
-        "rubric_version": judgment.rubric_version if judgment else None,
-        "judge_attempts": judgment.attempts if judgment else None,
-        "eval_awareness": grading.eval_awareness, "eval_awareness_evidence": grading.eval_awareness_evidence,
-        "grading_version": version,
-    }
+    return {**{c: gen[c] for c in GENERATION_COLUMNS}, "run_id": run_id, "schema_version": SCHEMA_VERSION,
+            "created_at": now, **grading_columns(grading, judgment, cfg.grading.judge.combine, ok=True),
+            "grading_version": version}
 
 
 def unbuildable_row(run_id: str, gen: dict, why: str, version: str, now, awareness: AwarenessClassifier) -> dict:
@@ -193,8 +183,7 @@ def unbuildable_row(run_id: str, gen: dict, why: str, version: str, now, awarene
     label, evidence = awareness.classify(gen["response"])
     return {**{c: gen[c] for c in GENERATION_COLUMNS}, "run_id": run_id, "schema_version": SCHEMA_VERSION,
             "harmful": None, "unscored_reason": why, "grader": None, "evidence": None, "tool_calls": None,
-            "created_at": now, "rule_harmful": None, "judge_verdict": None, "judge_reasoning": None,
-            "judge_model": None, "rubric_version": None, "judge_attempts": None,
+            "created_at": now, "rule_harmful": None, **judge_columns(None),
             "eval_awareness": label, "eval_awareness_evidence": evidence, "grading_version": version}
 
 
@@ -202,7 +191,7 @@ def run_regrade(plan: RegradePlan, *, stream=None) -> RegradeSummary:
     """Grade `plan.todo`, write `plan.unbuildable` unscored, log metrics. Nothing to do: no run at all."""
     from runner.sinks.console import ConsoleProgress
     from runner.sinks.parquet import ParquetSink
-    from runner.sweep import _metrics_for, _write_atomic, make_run_id
+    from runner.sweep import metrics_for, write_atomic, make_run_id
 
     t0 = time.monotonic()
     cfg = plan.cfg
@@ -212,7 +201,7 @@ def run_regrade(plan: RegradePlan, *, stream=None) -> RegradeSummary:
                      f"{plan.results_dir}; {plan.already} already graded with it, {len(plan.todo)} to grade, "
                      f"{len(plan.unbuildable)} cannot be rebuilt (written unscored)")
     if not plan.todo and not plan.unbuildable:
-        summary.metrics = {k: m for k, (_, m, _) in _version_metrics(plan, _metrics_for, 0).items()}
+        summary.metrics = {k: m for k, (_, m, _) in _version_metrics(plan, metrics_for, 0).items()}
         summary.wall_seconds = time.monotonic() - t0
         return summary
 
@@ -221,7 +210,7 @@ def run_regrade(plan: RegradePlan, *, stream=None) -> RegradeSummary:
     pools = _GradingPools(cfg, plan) if plan.todo else None  # fails before anything is written
     try:
         (plan.results_dir / "_runs").mkdir(exist_ok=True)
-        _write_atomic(plan.results_dir / "_runs" / f"{run_id}.yaml",
+        write_atomic(plan.results_dir / "_runs" / f"{run_id}.yaml",
                       f"# runner grade: grading_version {plan.grading_version}\n" + _config_yaml(cfg))
         sink = ParquetSink(plan.results_dir, run_id)
         if plan.unbuildable:
@@ -246,7 +235,7 @@ def run_regrade(plan: RegradePlan, *, stream=None) -> RegradeSummary:
             pools.shutdown()
     summary.rows_written = sink.rows_written
     summary.unbuildable = len(plan.unbuildable)
-    per_ckpt = _version_metrics(plan, _metrics_for, cfg.wandb.transcripts_per_checkpoint)
+    per_ckpt = _version_metrics(plan, metrics_for, cfg.wandb.transcripts_per_checkpoint)
     summary.wandb = _log_wandb(plan, run_id, per_ckpt)
     summary.metrics = {k: m for k, (_, m, _) in per_ckpt.items()}
     summary.wall_seconds = time.monotonic() - t0
@@ -258,13 +247,15 @@ class _GradingPools:
 
     def __init__(self, cfg: SweepConfig, plan: RegradePlan):
         from runner.ray_pools import GraderPool, init_ray
+        from runner.sweep import build_judge_pool, resolve_device
 
         init_ray(cfg.ray)
         self.graders = GraderPool(cfg.grading.num_actors, plan.pack_dirs, plan.families, {})
         self.judges = None
         if plan.judge_model is not None:
             try:
-                self.judges = _judge_pool(cfg, plan)
+                # No generation engines to keep clear of: the judge's cores start at 0.
+                self.judges = build_judge_pool(cfg, resolve_device(cfg), plan.packs, plan.judge_model)
             except BaseException:
                 self.graders.shutdown()
                 raise
@@ -309,25 +300,6 @@ class _GradingPools:
         self.graders.shutdown()
         if self.judges is not None:
             self.judges.shutdown()
-
-
-def _judge_pool(cfg: SweepConfig, plan: RegradePlan):
-    """As SweepSession builds it, with no generation engines to keep clear of (first core 0)."""
-    from runner.config import Device, ModelBackend
-    from runner.graders.judge import rubric_text
-    from runner.ray_pools import JudgePool
-    from runner.sweep import build_api_spec, build_engine_spec, build_judge_engine_spec, build_judge_spec
-
-    judge = cfg.grading.judge
-    device = cfg.generation.device.value
-    if cfg.generation.device == Device.auto:
-        import ray
-
-        device = "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
-    api = build_api_spec(judge.api, judge.max_model_len) if judge.backend == ModelBackend.openai else None
-    engine = build_judge_engine_spec(cfg, device, plan.judge_model) if api is None else build_engine_spec(cfg, device)
-    rubrics = {p.name: rubric_text(p.rubric, p.harmful_act) for p in plan.packs}
-    return JudgePool(judge, engine, plan.judge_model, build_judge_spec(cfg), rubrics, 0, api=api)
 
 
 def _resolve_judge(cfg: SweepConfig) -> Checkpoint | None:
@@ -421,10 +393,10 @@ def _log_wandb(plan: RegradePlan, run_id: str, per_ckpt: dict[str, tuple[Checkpo
     Never attached to the training run (wandb.attach_run_id): its eval curves stay the sweep's.
     """
     from runner.sinks.wandb_sink import WandbSink
-    from runner.sweep import _plain_config
+    from runner.sweep import plain_config
 
     wcfg = dataclasses.replace(plan.cfg.wandb, attach_run_id=None)
-    config = {**_plain_config(plan.cfg), "grading_version": plan.grading_version}
+    config = {**plain_config(plan.cfg), "grading_version": plan.grading_version}
     sink = WandbSink(wcfg, plan.results_dir, run_id, config, job_type="regrade")
     for ckpt, metrics, transcripts in per_ckpt.values():
         metrics.update(sink.log_checkpoint(ckpt.model, ckpt.step, metrics, transcripts))

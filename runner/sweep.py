@@ -24,7 +24,7 @@ from runner.errors import ConfigError
 from runner.generation.engine import EngineSpec, GenerationResult
 from runner.generation.openai_backend import ApiSpec
 from runner.generation.scheduler import Batch, BatchScheduler
-from runner.graders.judge import JudgeSpec, Judgment, combine_label, rubric_text
+from runner.graders.judge import JudgeSpec, Judgment, grading_columns, rubric_text
 from runner.graders.rules import Grading
 from runner.grid import WorkItem, count_items, expand_grid, prompt_digest
 from runner.sinks.console import ConsoleProgress
@@ -223,7 +223,7 @@ def build_judge_spec(cfg: SweepConfig) -> JudgeSpec:
                      max_attempts=j.max_attempts, structured_output=j.structured_output)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -231,29 +231,40 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _row(run_id: str, item: WorkItem, res: GenerationResult, grading: Grading, judgment: Judgment | None,
          combine: JudgeCombine, now, grading_version: str | None = None) -> dict:
-    harmful, reason = None, grading.unscored_reason
-    if res.status == "ok":
-        harmful, reason = combine_label(grading.harmful, grading.unscored_reason, judgment, combine)
     return {
         "run_id": run_id, "item_id": item.item_id, "scenario": item.scenario, "condition": item.condition,
         "model": item.model, "checkpoint": item.checkpoint, "checkpoint_step": item.checkpoint_step,
         "seed": item.seed, "response": res.response, "status": res.status, "error": res.error,
-        "harmful": harmful, "unscored_reason": reason, "schema_version": SCHEMA_VERSION,
-        "grader": grading.grader, "evidence": grading.evidence, "tool_calls": grading.tool_calls,
+        "schema_version": SCHEMA_VERSION,
         "num_output_tokens": res.num_output_tokens, "finish_reason": res.finish_reason,
         "temperature": item.sampling.temperature, "top_p": item.sampling.top_p,
         "max_tokens": item.sampling.max_tokens, "created_at": now,
-        "rule_harmful": grading.harmful if res.status == "ok" else None,
-        "judge_verdict": judgment.verdict if judgment else None,
-        "judge_reasoning": judgment.reasoning if judgment else None,
-        "judge_model": judgment.model if judgment else None,
-        "rubric_version": judgment.rubric_version if judgment else None,
-        "judge_attempts": judgment.attempts if judgment else None,
-        "eval_awareness": grading.eval_awareness if res.status == "ok" else None,
-        "eval_awareness_evidence": grading.eval_awareness_evidence if res.status == "ok" else None,
+        **grading_columns(grading, judgment, combine, ok=res.status == "ok"),
         "grading_version": grading_version,
         "prompt_digest": prompt_digest(item.system, item.user),
     }
+
+
+def resolve_device(cfg: SweepConfig) -> str:
+    """`generation.device`, with `auto` decided by the running Ray cluster: cuda if it has GPUs."""
+    if cfg.generation.device != Device.auto:
+        return cfg.generation.device.value
+    import ray
+
+    return "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+
+
+def build_judge_pool(cfg: SweepConfig, device: str, packs, judge_model: Checkpoint, first_core: int = 0):
+    """The judge's actors: its own engines (on CPU bound from `first_core` on, after generation's
+    cores) or, with `grading.judge.backend=openai`, API clients."""
+    from runner.ray_pools import JudgePool
+
+    judge = cfg.grading.judge
+    api = build_api_spec(judge.api, judge.max_model_len) if judge.backend == ModelBackend.openai else None
+    engine = build_judge_engine_spec(cfg, device, judge_model) if api is None \
+        else build_engine_spec(cfg, device)  # unused by API actors
+    rubrics = {p.name: rubric_text(p.rubric, p.harmful_act) for p in packs}
+    return JudgePool(judge, engine, judge_model, build_judge_spec(cfg), rubrics, first_core, api=api)
 
 
 class SweepSession:
@@ -264,19 +275,14 @@ class SweepSession:
     """
 
     def __init__(self, cfg: SweepConfig, plan: SweepPlan, *, stream=None, run_id: str | None = None):
-        from runner.ray_pools import GenerationPool, GraderPool, JudgePool, init_ray
+        from runner.ray_pools import GenerationPool, GraderPool, init_ray
         from runner.sinks.wandb_sink import WandbSink
 
         self.cfg, self.plan, self.stream = cfg, plan, stream
         self.out_dir = Path(cfg.output.dir).expanduser().resolve()
         self.run_id = run_id or make_run_id(cfg.name)
         init_ray(cfg.ray)
-        device = cfg.generation.device.value
-        if cfg.generation.device == Device.auto:
-            import ray
-
-            device = "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
-        self.device = device
+        self.device = device = resolve_device(cfg)
         # Pools first: a cluster that cannot host them fails here, before anything is written.
         judge = cfg.grading.judge if plan.judge_model is not None else None
         judge_api = build_api_spec(judge.api, judge.max_model_len) \
@@ -292,12 +298,8 @@ class SweepSession:
         try:
             self.grader_pool = GraderPool(cfg.grading.num_actors, plan.pack_dirs, plan.families, cfg.scenarios.where)
             if judge is not None:
-                rubrics = {p.name: rubric_text(p.rubric, p.harmful_act) for p in plan.packs}
-                first_core = self.gen_pool.size * cfg.generation.cpu_threads_per_actor
-                engine = build_judge_engine_spec(cfg, device, plan.judge_model) if judge_api is None \
-                    else build_engine_spec(cfg, device)  # unused by API actors
-                self.judge_pool = JudgePool(judge, engine, plan.judge_model, build_judge_spec(cfg), rubrics,
-                                            first_core, api=judge_api)
+                self.judge_pool = build_judge_pool(cfg, device, plan.packs, plan.judge_model,
+                                                   first_core=self.gen_pool.size * cfg.generation.cpu_threads_per_actor)
         except BaseException:
             self.gen_pool.shutdown()
             if self.grader_pool is not None:
@@ -305,10 +307,10 @@ class SweepSession:
             raise
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "_runs").mkdir(exist_ok=True)
-        _write_atomic(self.out_dir / "_runs" / f"{self.run_id}.yaml", config_to_yaml(cfg))
+        write_atomic(self.out_dir / "_runs" / f"{self.run_id}.yaml", config_to_yaml(cfg))
         self.sink = ParquetSink(self.out_dir, self.run_id)
         self.grading_version = make_grading_version(cfg.grading, plan.packs)
-        self.wandb = WandbSink(cfg.wandb, self.out_dir, self.run_id, _plain_config(cfg))
+        self.wandb = WandbSink(cfg.wandb, self.out_dir, self.run_id, plain_config(cfg))
         self.logged: set[str] = set()
 
     def run(self, checkpoints: list[Checkpoint]) -> SweepSummary:
@@ -349,7 +351,7 @@ class SweepSession:
                 if ckpt.key in self.logged:
                     continue
                 self.logged.add(ckpt.key)
-                metrics, transcripts = _metrics_for(self.out_dir, ckpt, scheduler.item_ids(ckpt.key),
+                metrics, transcripts = metrics_for(self.out_dir, ckpt, scheduler.item_ids(ckpt.key),
                                                     cfg.wandb.transcripts_per_checkpoint, prefer=self.grading_version)
                 reg = self.wandb.log_checkpoint(ckpt.model, ckpt.step, metrics, transcripts)
                 metrics.update(reg)
@@ -403,7 +405,7 @@ def run_sweep(cfg: SweepConfig, *, stream=None, plan: SweepPlan | None = None) -
     return summary
 
 
-def _metrics_for(out_dir: Path, ckpt: Checkpoint, item_ids: set[str] | None, n_transcripts: int,
+def metrics_for(out_dir: Path, ckpt: Checkpoint, item_ids: set[str] | None, n_transcripts: int,
                  grading_version: str | None = None, prefer: str | None = None) -> tuple[dict, list[dict]]:
     """Metrics over the checkpoint's grid items (rows from earlier runs included), plus samples.
 
@@ -444,7 +446,7 @@ def _pa_strings(values):
     return pa.array(sorted(values), type=pa.string())
 
 
-def _plain_config(cfg: SweepConfig) -> dict:
+def plain_config(cfg: SweepConfig) -> dict:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)

@@ -109,7 +109,7 @@ def main(argv=None) -> None:
     engine_kwargs = build_engine_spec(SweepConfig(), "cpu").engine_kwargs
     rows = [("plain vllm.LLM.generate (1 engine, 1 core)", bench_plain(ckpt, items, "0", engine_kwargs))]
     rows.append(("sweep generation pool (1 actor)", bench_sweep(ckpt, items, 1, args.batch_size)))
-    rows.append((f"sweep generation pool (auto actors)", bench_sweep(ckpt, items, args.actors, args.batch_size)))
+    rows.append(("sweep generation pool (auto actors)", bench_sweep(ckpt, items, args.actors, args.batch_size)))
     print(f"{'configuration':46s} {'engine start s':>14s} {'gen s':>8s} {'out tokens':>10s} {'out tok/s':>10s}")
     for name, r in rows:
         if "actors" in r:

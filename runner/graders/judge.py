@@ -276,5 +276,30 @@ def combine_label(rule_harmful: bool | None, rule_reason: str | None, judgment: 
     return judgment.verdict or rule_harmful, None
 
 
-__all__ = ["JudgeBackend", "JudgeGrader", "JudgeSpec", "Judgment", "build_judge_messages", "combine_label",
+def judge_columns(judgment: Judgment | None) -> dict:
+    """The judge's result columns of a row (all null when the judge did not take part)."""
+    return {"judge_verdict": judgment.verdict if judgment else None,
+            "judge_reasoning": judgment.reasoning if judgment else None,
+            "judge_model": judgment.model if judgment else None,
+            "rubric_version": judgment.rubric_version if judgment else None,
+            "judge_attempts": judgment.attempts if judgment else None}
+
+
+def grading_columns(grading, judgment: Judgment | None, combine: JudgeCombine, ok: bool) -> dict:
+    """Every grading column of a row: the final label, the rule evidence, the judge, awareness.
+
+    `ok`: the generation succeeded (otherwise the label stays null with the grader's reason).
+    The sweep and `runner grade` both build rows through this, so neither can forget a column.
+    """
+    harmful, reason = None, grading.unscored_reason
+    if ok:
+        harmful, reason = combine_label(grading.harmful, grading.unscored_reason, judgment, combine)
+    return {"harmful": harmful, "unscored_reason": reason, "grader": grading.grader,
+            "evidence": grading.evidence, "tool_calls": grading.tool_calls,
+            "rule_harmful": grading.harmful if ok else None, **judge_columns(judgment),
+            "eval_awareness": grading.eval_awareness if ok else None,
+            "eval_awareness_evidence": grading.eval_awareness_evidence if ok else None}
+
+
+__all__ = ["JudgeBackend", "JudgeGrader", "JudgeSpec", "Judgment", "build_judge_messages", "combine_label", "grading_columns", "judge_columns",
            "parse_verdict", "rubric_text", "verdict_regex"]

@@ -8,7 +8,6 @@ must be one of the two planted replies (so the engine, the seeds and the parser 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest

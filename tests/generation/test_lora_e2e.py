@@ -9,7 +9,6 @@ run is read through a `file://` URI, so the adapters are also copied to the loca
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
