@@ -100,8 +100,8 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
         return 0
     s = run_sweep(cfg, plan=plan)
     print(f"done in {s.wall_seconds:.1f}s: {s.rows_written} new rows, {s.skipped} items already done, "
-          f"{s.errors} errors; generation {s.output_tokens} output tokens in {s.generation_seconds:.1f}s "
-          f"actor time (engine loads {s.engine_load_seconds:.1f}s)")
+          f"{s.errors} errors; generation {s.output_tokens} output tokens "
+          f"({s.output_tokens / max(s.wall_seconds, 1e-9):.0f}/s over the run; engine loads {s.engine_load_seconds:.1f}s)")
     e = s.engine_loads
     if e:
         print(f"  engines: {e.get('fresh', 0)} fresh starts, {e.get('swap', 0) + e.get('swap_verified', 0)} "

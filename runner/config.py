@@ -179,8 +179,15 @@ class GenerationConfig:
     tensor_parallel_size: int = 1
     # CPU cores per engine on CPU; the engine's OpenMP threads are bound to them.
     cpu_threads_per_actor: int = 1
-    # Prompts per engine call. Large batches keep the engine saturated.
+    # Items per batch: the unit handed to an engine, graded and written together. Small
+    # batches reach the graders and the disk sooner; they do not starve the engine (see
+    # max_inflight).
     batch_size: int = 64
+    # Requests in flight per engine: batches keep entering the engine while earlier ones decode,
+    # up to this many requests (rounded up to whole batches, at least 2). 0 = auto: 512 on
+    # CPU, 2048 on CUDA, twice vLLM's default max_num_seqs (256 CPU; up to 1024 on H100/B200), so
+    # the engine's waiting queue never runs dry. Raise it with engine_kwargs.max_num_seqs.
+    max_inflight: int = 0
     # Context length (prompt + reply). A longer prompt becomes an `error` row.
     max_model_len: int = 4096
     # KV cache per engine on CPU, in GiB (vLLM's own default takes most of the RAM).
@@ -216,6 +223,8 @@ class JudgeConfig:
     num_gpus_per_actor: int = 1
     # Upper bound on the judge's reply (reasoning plus verdict), in tokens.
     max_tokens: int = 512
+    # Requests in flight per judge engine (as generation.max_inflight); 0 = auto.
+    max_inflight: int = 0
     # Above 0, so a retry with a new seed can turn an unparseable reply into a verdict.
     temperature: float = 0.6
     # Context length of the judge engine (rubric + transcript + reply). None: the model's own.
@@ -408,7 +417,7 @@ def validate_config(cfg: SweepConfig) -> None:
         problems.append(f"sampling.temperature must be >= 0 (got {s.temperature})")
     if not 0 < s.top_p <= 1:
         problems.append(f"sampling.top_p must be in (0, 1] (got {s.top_p})")
-    for key in ("num_actors", "max_retries"):
+    for key in ("num_actors", "max_retries", "max_inflight"):
         if getattr(g, key) < 0:
             problems.append(f"generation.{key} must be >= 0 (got {getattr(g, key)})")
     for key in ("tensor_parallel_size", "cpu_threads_per_actor", "batch_size", "max_model_len", "cpu_kv_cache_gib"):
@@ -479,6 +488,8 @@ def _judge_problems(j: JudgeConfig) -> list[str]:
     for key in ("num_actors", "cpu_threads_per_actor", "num_gpus_per_actor", "max_tokens", "max_attempts"):
         if getattr(j, key) < 1:
             problems.append(f"grading.judge.{key} must be >= 1 (got {getattr(j, key)})")
+    if j.max_inflight < 0:
+        problems.append(f"grading.judge.max_inflight must be >= 0 (got {j.max_inflight})")
     if j.max_model_len is not None and j.max_model_len < 1:
         problems.append(f"grading.judge.max_model_len must be >= 1 or null (got {j.max_model_len})")
     if j.temperature < 0:

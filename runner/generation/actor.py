@@ -13,7 +13,10 @@ from runner.grid import WorkItem
 
 
 class GenerationActor:
-    """Decorated with `ray.remote` by the pool (so importing this module does not import Ray)."""
+    """Decorated with `ray.remote` by the pool (so importing this module does not import Ray).
+
+    A threaded actor (`max_concurrency`): several `generate` calls run at once and their requests
+    share the engine; see `Generator` and `EngineLoop`."""
 
     def __init__(self, spec: EngineSpec, api_specs: dict[str, ApiSpec] | None = None):
         """`api_specs`: model name -> its OpenAI-compatible server, for API-served models."""
@@ -29,8 +32,17 @@ class GenerationActor:
         self.started = time.time()
 
     def ping(self) -> dict:
+        import ray
+
         return {"pid": os.getpid(), "node": os.uname().nodename,
+                "node_id": ray.get_runtime_context().get_node_id(),
                 "bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND")}
+
+    def engine_stats(self) -> dict:
+        """How full the engine has been: the most requests it held at once, and steps taken."""
+        backend = self.generator.backend
+        loop = getattr(backend, "loop", None) or getattr(getattr(backend, "local", None), "loop", None)
+        return {"peak_inflight": loop.peak_inflight if loop else 0, "steps": loop.steps if loop else 0}
 
     def generate(self, ckpt: Checkpoint, items: Sequence[WorkItem]) -> tuple[list[GenerationResult], dict]:
         t0 = time.perf_counter()

@@ -4,15 +4,22 @@
 checkpoints, and turns a batch of WorkItems into one GenerationResult per item, matched by
 item_id. A batch that raises is retried item by item, so one bad prompt costs one `error` row,
 not the batch. An engine that died is reported as `EngineDeadError` so the actor can restart.
+
+Several batches run at once (the actor calls `generate` from several threads): their requests
+share the engine (see engine_loop.py). A batch of another checkpoint waits at the
+`CheckpointGate` until the batches of the loaded one have finished, then loads it: the only
+moment an engine drains.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from runner.checkpoints import Checkpoint
 from runner.grid import WorkItem
@@ -74,26 +81,89 @@ class Backend(Protocol):
     def complete(self, items: Sequence[WorkItem]) -> list[Completion]: ...
 
 
+class CheckpointGate:
+    """Lets any number of batches of the loaded checkpoint run at once; a batch of another
+    checkpoint waits until they have finished, loads its own, and runs. Once such a batch is
+    waiting, new batches of the old checkpoint wait too, so a switch is never starved."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self.loaded = None
+        self._active = 0
+        self._loading = False
+        self._loading_ckpt = None
+        self._switch_waiting = 0
+
+    @contextmanager
+    def hold(self, ckpt, load: Callable[[Any], None]):
+        with self._cond:
+            waiting = False  # counted in _switch_waiting: wants a checkpoint not loaded nor loading
+            while True:
+                if not self._loading and (self.loaded == ckpt or self._active == 0):
+                    if waiting:
+                        waiting = False
+                        self._switch_waiting -= 1
+                    must_load = self.loaded != ckpt
+                    if must_load or not self._switch_waiting:
+                        break
+                elif (self._loading_ckpt if self._loading else self.loaded) != ckpt and not waiting:
+                    waiting = True
+                    self._switch_waiting += 1
+                self._cond.wait()
+            if must_load:
+                self._loading, self._loading_ckpt = True, ckpt
+            else:
+                self._active += 1
+        if must_load:
+            try:
+                load(ckpt)
+            except BaseException:
+                with self._cond:
+                    self.loaded, self._loading = None, False
+                    self._cond.notify_all()
+                raise
+            with self._cond:
+                self.loaded, self._loading = ckpt, False
+                self._active += 1
+                self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+
 class Generator:
-    """One engine, many batches. Engine start-up is paid when the checkpoint changes, not per batch."""
+    """One engine, many batches. Engine start-up is paid when the checkpoint changes, not per batch.
+
+    Thread-safe: the actor runs several `generate` calls at once (requests in flight)."""
 
     def __init__(self, backend: Backend, spec: EngineSpec):
         self.backend = backend
         self.spec = spec
-        self.loaded: Checkpoint | None = None
+        self.gate = CheckpointGate()
         self.load_seconds: list[float] = []
         self.fallbacks = 0  # batches that raised and were redone item by item
 
-    def ensure_loaded(self, ckpt: Checkpoint) -> None:
-        if self.loaded == ckpt:
-            return
+    @property
+    def loaded(self) -> Checkpoint | None:
+        return self.gate.loaded
+
+    def _load(self, ckpt: Checkpoint) -> None:
         t0 = time.perf_counter()
         self.backend.load(ckpt)
-        self.loaded = ckpt
         self.load_seconds.append(time.perf_counter() - t0)
 
+    def ensure_loaded(self, ckpt: Checkpoint) -> None:
+        with self.gate.hold(ckpt, self._load):
+            pass
+
     def generate(self, ckpt: Checkpoint, items: Sequence[WorkItem]) -> list[GenerationResult]:
-        self.ensure_loaded(ckpt)
+        with self.gate.hold(ckpt, self._load):
+            return self._generate_loaded(items)
+
+    def _generate_loaded(self, items: Sequence[WorkItem]) -> list[GenerationResult]:
         results: dict[str, GenerationResult] = {}
         runnable = []
         for it in items:

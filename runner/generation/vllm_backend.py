@@ -9,12 +9,14 @@ import gc
 import hashlib
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Sequence
 
 from runner.checkpoints import Checkpoint, localize_checkpoint
 from runner.errors import MissingDependencyError
 from runner.generation.engine import Completion, EngineDeadError, EngineSpec
+from runner.generation.engine_loop import EngineLoop, EngineLoopDead, Request
 from runner.grid import WorkItem
 
 log = logging.getLogger(__name__)
@@ -82,10 +84,18 @@ class VllmBackend:
     request (vLLM loads the adapter on first use), no engine restart and no weight reload. A
     different base model, or an adapter of larger rank than the engine reserved, starts a fresh
     engine. Remote directories are copied to local disk first (`localize_checkpoint`).
+
+    Requests go through an `EngineLoop` (engine_loop.py): one thread owns the engine and steps it
+    continuously, so `complete` may be called from several threads at once and their requests
+    share the running batch. Loading, swapping and probing run on that thread too, after the
+    requests in flight have finished (the caller, `Generator`, makes sure no batch of the old
+    checkpoint is still being added).
     """
 
     def __init__(self, spec: EngineSpec):
         self.spec = spec
+        self.loop = EngineLoop("vllm")
+        self._tok_lock = threading.Lock()  # HF fast tokenizers are not safe across threads
         self.llm = None
         self.tokenizer = None
         self.ckpt: Checkpoint | None = None
@@ -98,6 +108,9 @@ class VllmBackend:
 
     def load(self, ckpt: Checkpoint) -> None:
         ckpt = localize_checkpoint(ckpt, self.spec.cache_dir)  # remote -> this node's disk
+        self.loop.call(lambda: self._load_on_loop(ckpt))
+
+    def _load_on_loop(self, ckpt: Checkpoint) -> None:
         if ckpt.adapter:
             self._load_adapter(ckpt)
             return
@@ -148,6 +161,7 @@ class VllmBackend:
         from vllm.inputs import TokensPrompt
 
         params = vllm.SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
+        # Runs on the loop thread with nothing in flight: a plain generate call is fine here.
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in _PROBE_PROMPTS], params, use_tqdm=False,
                                  lora_request=self.lora)
         return [list(o.outputs[0].token_ids) for o in outs]
@@ -174,20 +188,27 @@ class VllmBackend:
         kwargs.update(self.spec.engine_kwargs)
         log.info("starting vLLM engine for %s", ckpt.key)
         self.llm = vllm.LLM(**kwargs)
+        self.loop.attach(self.llm.llm_engine)
         self.tokenizer = self.llm.get_tokenizer()
         self.ckpt = ckpt
         self.signature = sig
         self.lora_rank = lora_rank
 
     def close(self) -> None:
+        """Free the engine (on the loop thread). Called by `_fresh` there, or by a caller."""
+        if threading.current_thread() is not self.loop._thread:
+            self.loop.call(self.close)
+            return
         self.lora, self.lora_rank = None, 0
         if self.llm is not None:
+            self.loop.attach(None)
             del self.llm
             self.llm = None
             gc.collect()
 
     def _prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        with self._tok_lock:
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
             ids = ids["input_ids"]
         return list(ids)
@@ -208,12 +229,21 @@ class VllmBackend:
         return self._generate(prompts, params, lora=self.lora)
 
     def _generate(self, prompts, params, lora=None) -> list[Completion]:
+        """Through the engine loop: these requests join whatever is decoding. A request the
+        engine refused raises here (after the others finished), so the caller can isolate it."""
+        from vllm.sampling_params import RequestOutputKind
+
+        for sp in params:
+            sp.output_kind = RequestOutputKind.FINAL_ONLY  # as LLM.generate does: no per-step outputs
         try:
-            outs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=lora)
-        except Exception as e:
-            if _is_engine_dead(e):
-                raise EngineDeadError(str(e)) from e
-            raise
+            outs = self.loop.generate([Request(p, sp, lora) for p, sp in zip(prompts, params)])
+        except EngineLoopDead as e:
+            raise EngineDeadError(str(e)) from e
+        for o in outs:
+            if isinstance(o, BaseException):
+                if isinstance(o, EngineLoopDead) or _is_engine_dead(o):
+                    raise EngineDeadError(str(o)) from o
+                raise o
         return [Completion(o.outputs[0].text, len(o.outputs[0].token_ids), o.outputs[0].finish_reason) for o in outs]
 
     # -- chat requests with their own sampling (the LLM judge uses these) ---------------------

@@ -40,3 +40,57 @@ def test_prompt_longer_than_context_is_an_error_row_not_a_crash():
     out = gen.generate(CK1, [item(0, "a b"), item(1, "a b c d e f g")])
     assert out[0].status == "ok"
     assert out[1].status == "error" and "generation.max_model_len is 5" in out[1].error
+
+
+def test_batches_of_another_checkpoint_wait_for_the_loaded_one_to_finish():
+    """Several threads generate at once (the actor's batches in flight): batches of the loaded
+    checkpoint run together; a switch waits for them, and no batch ever runs on the wrong weights."""
+    import threading
+    import time
+
+    events = []
+
+    class SlowFake(FakeBackend):
+        def complete(self, items):
+            events.append(("start", self.loaded_key))
+            time.sleep(0.05)
+            events.append(("end", self.loaded_key))
+            return super().complete(items)
+
+        def load(self, ckpt):
+            events.append(("load", ckpt.key, sum(1 for e in events if e[0] == "start")
+                           - sum(1 for e in events if e[0] == "end")))
+            self.loaded_key = ckpt.key
+            super().load(ckpt)
+
+    fake = SlowFake()
+    gen = Generator(fake, EngineSpec(max_model_len=100))
+    out = {}
+
+    def run(name, ck):
+        out[name] = (ck.key, fake_keys(gen.generate(ck, [item(0)])))
+
+    def fake_keys(results):
+        return [r.status for r in results]
+
+    threads = [threading.Thread(target=run, args=(f"a{i}", CK1)) for i in range(3)]
+    threads += [threading.Thread(target=run, args=("b", CK2))]
+    threads += [threading.Thread(target=run, args=(f"c{i}", CK1)) for i in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.005)
+    for t in threads:
+        t.join()
+    assert all(v[1] == ["ok"] for v in out.values())
+    loads = [e for e in events if e[0] == "load"]
+    assert all(e[2] == 0 for e in loads), loads  # every load happened with nothing running
+    # Between a load and the next one, every batch that ran used the loaded checkpoint.
+    current = None
+    for e in events:
+        if e[0] == "load":
+            current = e[1]
+        else:
+            assert e[1] == current
+    # Three a's ran together before the switch to CK2 (not one at a time).
+    assert max(sum(1 for x in events[:i] if x == ("start", "m@ck1")) - sum(1 for x in events[:i] if x == ("end", "m@ck1"))
+               for i in range(len(events) + 1)) >= 2

@@ -1,8 +1,12 @@
-"""Which batch goes to which engine next. Plain Python, tested without Ray.
+"""Sources of work for the pipeline: what batch goes to which engine next. Plain Python, tested
+without Ray.
 
-Items arrive grouped by checkpoint. An engine keeps the checkpoint it has loaded until that
-checkpoint's batches run out, then takes a checkpoint no engine has started, then helps with
-the one that has the most work left. So each engine switches weights as rarely as possible.
+`GridSource` (sweep, watch): items arrive grouped by checkpoint. An engine keeps the checkpoint
+it has loaded until that checkpoint's batches run out, then takes a checkpoint no engine has
+started, then helps with the one that has the most work left. So each engine switches weights
+as rarely as possible.
+
+`StoredSource` (`runner grade`): stored replies, already generated, in batches.
 """
 
 from __future__ import annotations
@@ -11,15 +15,23 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from typing import Any
+
 from runner.checkpoints import Checkpoint
 from runner.grid import WorkItem
 
 
 @dataclass
 class Batch:
-    ckpt: Checkpoint
+    """Items of one checkpoint, and what each stage has added to them so far (all in item order)."""
+
+    ckpt: Checkpoint | None
     items: list[WorkItem]
     attempt: int = 0
+    results: list | None = None        # GenerationResult per item (generation, or stored)
+    gradings: list | None = None       # rules' Grading per item
+    judgments: list | None = None      # the judge's Judgment per item, when a judge runs
+    context: list[Any] | None = None   # per item, what the source knows besides (regrade: stored row)
 
 
 @dataclass
@@ -32,7 +44,7 @@ class _Source:
     item_ids: set[str] = field(default_factory=set)
 
 
-class BatchScheduler:
+class GridSource:
     def __init__(self, sources: list[tuple[Checkpoint, Iterator[WorkItem]]], batch_size: int,
                  is_done: Callable[[str], bool]):
         self.sources = {c.key: _Source(c, it) for c, it in sources}
@@ -99,3 +111,32 @@ class BatchScheduler:
     def all_done(self) -> bool:
         return not self.retries and all(s.exhausted and s.in_flight == 0 for s in self.sources.values())
 
+
+
+class StoredSource:
+    """Replies generated earlier (`runner grade`): (item, GenerationResult, stored row) triples,
+    handed out in batches with `results` already filled; nothing to retry or resume."""
+
+    def __init__(self, todo: list[tuple[WorkItem, Any, Any]], batch_size: int):
+        self._todo = todo
+        self._next = 0
+        self.batch_size = batch_size
+        self.in_flight = 0
+        self.skipped = 0
+
+    def next_batch(self, loaded: str | None) -> Batch | None:
+        chunk = self._todo[self._next:self._next + self.batch_size]
+        if not chunk:
+            return None
+        self._next += len(chunk)
+        self.in_flight += 1
+        return Batch(None, [c[0] for c in chunk], results=[c[1] for c in chunk], context=[c[2] for c in chunk])
+
+    def retry(self, batch: Batch) -> None:  # pragma: no cover -- no generation stage to fail
+        raise RuntimeError("stored replies are never regenerated")
+
+    def finished(self, batch: Batch) -> None:
+        self.in_flight -= 1
+
+    def all_done(self) -> bool:
+        return self._next >= len(self._todo) and self.in_flight == 0

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from runner.checkpoints import Checkpoint
-from runner.generation.scheduler import BatchScheduler
+from runner.pipeline.sources import GridSource as BatchScheduler
 from runner.grid import SamplingParams, WorkItem
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.ray_pools import _root_cause
+from runner.pipeline.ray_setup import root_cause as _root_cause
 
 
 class _Err(Exception):

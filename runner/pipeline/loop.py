@@ -1,0 +1,135 @@
+"""The one pipeline: a source of batches flowing through stages, then to a sink.
+
+    run_pipeline(source, [generation, rules, judge], on_done)     # runner sweep / watch
+    run_pipeline(stored_replies, [rules, judge], on_done)          # runner grade
+
+A stage is a pool of workers (Ray actors in production, threads in unit tests) that each take
+up to a bounded number of batches at once. The loop keeps every worker of every stage busy:
+the first stage is fed from the source whenever it has a free slot, and a batch moves to the
+next stage the moment its current stage returns it, so grading overlaps generation and no
+stage waits for another to drain. `on_done(batch)` gets each batch after its last stage, in
+completion order; outputs stay matched to inputs because a batch carries its items and every
+stage fills per-item lists in item order.
+
+Failures are the stages' business (`Stage.collect`): a generation batch whose actor died goes
+back to the source to be retried elsewhere (collect returns False); a grader that failed leaves
+its items unscored with the reason. Work is never dropped.
+
+Plain Python: the only Ray call is the default `wait`, so the loop is tested with thread-pool
+stages and `concurrent.futures.wait`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+from runner.pipeline.sources import Batch
+
+
+class Source(Protocol):
+    def next_batch(self, loaded: str | None) -> Batch | None: ...
+
+    def retry(self, batch: Batch) -> None: ...
+
+    def finished(self, batch: Batch) -> None: ...
+
+    def all_done(self) -> bool: ...
+
+
+class Stage(Protocol):
+    name: str
+
+    def free_slot(self) -> tuple[int, str | None] | None:
+        """A worker with room for one more batch, and the checkpoint key it has loaded."""
+
+    def submit(self, worker: int, batch: Batch) -> Any:
+        """Start `batch` on `worker`; returns a handle the pipeline waits on."""
+
+    def collect(self, worker: int, handle: Any, batch: Batch) -> bool:
+        """Fill the batch with this stage's outputs (or failure outputs). False: the batch must
+        be generated again (it goes back to the source)."""
+
+    def alive(self) -> bool:
+        """False once no worker can take batches any more."""
+
+    def fail(self, batch: Batch, why: str) -> None:
+        """Fill the batch with failure outputs without running it (no worker left)."""
+
+    def probes(self) -> Iterable[Any]:
+        """Extra handles to wait on (e.g. a restarted worker's readiness check)."""
+
+    def probe_done(self, handle: Any) -> None: ...
+
+
+def ray_wait(handles: Sequence[Any]) -> list[Any]:
+    import ray
+
+    ready, _ = ray.wait(list(handles), num_returns=1)
+    return ready
+
+
+def run_pipeline(source: Source, stages: Sequence[Stage], on_done: Callable[[Batch], None],
+                 on_tick: Callable[[], None] = lambda: None,
+                 wait: Callable[[Sequence[Any]], list[Any]] = ray_wait, max_backlog: int = 64) -> None:
+    """Run every batch of `source` through `stages`, then `on_done`. Returns when all are done.
+
+    `max_backlog`: batches waiting for a later stage beyond which the first stage is not fed
+    (bounded memory when, say, the judge is slower than generation)."""
+    running: dict[Any, tuple[int, int, Batch]] = {}   # handle -> (stage index, worker, batch)
+    queues: list[deque[Batch]] = [deque() for _ in stages]
+
+    def forward(k: int, batch: Batch) -> None:
+        if k + 1 < len(stages):
+            queues[k + 1].append(batch)
+        else:
+            on_done(batch)
+            source.finished(batch)
+
+    def next_for(k: int, loaded: str | None) -> Batch | None:
+        if queues[k]:
+            return queues[k].popleft()
+        if k == 0 and sum(map(len, queues)) < max_backlog:
+            return source.next_batch(loaded)
+        return None
+
+    def pump(k: int) -> None:
+        stage = stages[k]
+        if not stage.alive():
+            # No worker left in this stage: what would have gone to it fails, with the reason.
+            while (b := next_for(k, None)) is not None:
+                stage.fail(b, f"no {stage.name} worker left: every actor died")
+                forward(k, b)
+            return
+        while (slot := stage.free_slot()) is not None:
+            worker, loaded = slot
+            b = next_for(k, loaded)
+            if b is None:
+                return
+            running[stage.submit(worker, b)] = (k, worker, b)
+
+    probes: dict[Any, Stage] = {}
+    while True:
+        for k in reversed(range(len(stages))):  # later stages first: finish work before taking more
+            pump(k)
+        on_tick()
+        for stage in stages:
+            for h in stage.probes():
+                probes[h] = stage
+        if not running and not any(queues):
+            if source.all_done():
+                return
+            if not probes:
+                raise RuntimeError("pipeline stalled: work is left but no stage can take it")
+        for h in wait(list(running) + list(probes)):
+            if h in probes:
+                probes.pop(h).probe_done(h)
+                continue
+            k, worker, b = running.pop(h)
+            if stages[k].collect(worker, h, b):
+                forward(k, b)
+            else:
+                source.retry(b)
+
+
+__all__ = ["Source", "Stage", "ray_wait", "run_pipeline"]

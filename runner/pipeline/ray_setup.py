@@ -1,0 +1,94 @@
+"""Ray plumbing shared by every stage: starting Ray, core binding, readiness, error text."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+from runner.config import RayConfig
+from runner.errors import ConfigError, StartupError
+
+log = logging.getLogger(__name__)
+
+# Ray restarts an actor whose process died (an engine that failed, a lost node) this many times.
+ACTOR_RESTARTS = 3
+
+
+def init_ray(cfg: RayConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=cfg.log_to_driver)
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=cfg.num_cpus, **kwargs)
+
+
+def cpu_env(index: int, threads: int, kv_gib: int, first_core: int = 0) -> dict[str, str]:
+    """Environment of the index-th CPU engine: its OpenMP threads bound to cores of its own, so
+    two engines never fight over one."""
+    ncpu = os.cpu_count() or 1
+    first = (first_core + index * threads) % ncpu
+    cores = [(first + k) % ncpu for k in range(threads)]
+    return {
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",   # engine in the actor's own process: far faster start on CPU
+        "VLLM_CPU_KVCACHE_SPACE": str(kv_gib),
+        "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cores)),
+        "OMP_NUM_THREADS": str(threads),
+    }
+
+
+def passthrough_env() -> dict[str, str]:
+    return {"VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
+            "TOKENIZERS_PARALLELISM": "false"}
+
+
+def kill_all(actors) -> None:
+    import ray
+
+    for a in actors:
+        ray.kill(a, no_restart=True)
+
+
+def wait_ready(actors, what: str, timeout_s: float = 300) -> list[dict]:
+    """Each actor's `ping()` (pid, node); fails clearly, instead of hanging, when Ray cannot
+    place the actors or they fail to start."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    try:
+        return ray.get([a.ping.remote() for a in actors], timeout=timeout_s)
+    except GetTimeoutError:
+        kill_all(actors)
+        raise ConfigError(f"config error: the {what} actors did not start within {timeout_s:.0f}s; the Ray "
+                          f"cluster lacks the resources they ask for ({ray.available_resources()} free)") from None
+    except RayActorError as e:
+        kill_all(actors)
+        raise StartupError(f"the {what} actors failed to start: {root_cause(e)} "
+                           f"(full log: ray.log_to_driver=true, or Ray's session logs)") from None
+
+
+def reason(e: BaseException) -> str:
+    """A Ray error as the one line stored in a row's error or unscored_reason: the error raised
+    inside the actor (the first line of a RayTaskError only names the task and its pid)."""
+    return f"{type(e).__name__}: {root_cause(e)}"
+
+
+def root_cause(e: BaseException) -> str:
+    """The innermost `SomeError: message` of a Ray error's text, with the indented lines that
+    continue it (pydantic puts the reason there), on one line; its first line if none."""
+    lines = str(e).splitlines()
+    starts = [i for i, ln in enumerate(lines) if re.match(r"^[A-Za-z_][\w.]*(Error|Exception): ", ln)]
+    if not starts:
+        return (lines[0] if lines else type(e).__name__)[:500]
+    cause = [lines[starts[-1]].strip()]
+    for ln in lines[starts[-1] + 1:]:
+        if not ln.startswith((" ", "\t")) or not ln.strip():
+            break
+        cause.append(ln.strip())
+    return " ".join(cause)[:500]

@@ -1,0 +1,234 @@
+"""The pipeline's stages on Ray: generation, rule grading, judging. Each is a pool of Ray actors,
+thin wrappers over plain classes (`Generator`, `RuleGrader`, `JudgeGrader`), with a bound on
+batches in flight per actor and its own failure policy (see `Stage` in loop.py).
+
+Saturation: a generation or judge actor is a threaded Ray actor that runs several batches at
+once; their requests share one continuously stepped engine (generation/engine_loop.py), so
+requests of the next batches enter the engine while earlier ones decode. The number of batches
+in flight per actor is `ceil(max_inflight / batch_size)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from runner.generation.engine import GenerationResult
+from runner.graders.judge import Judgment
+from runner.graders.rules import Grading
+from runner.pipeline.ray_setup import ACTOR_RESTARTS, kill_all, reason
+from runner.pipeline.sources import Batch
+
+log = logging.getLogger(__name__)
+
+
+def batches_in_flight(max_inflight: int, batch_size: int) -> int:
+    """Batches per actor that keep `max_inflight` requests in its engine (at least 2, so the
+    next batch is already queued when one finishes)."""
+    return max(2, math.ceil(max_inflight / max(1, batch_size)))
+
+
+class _ActorSlots:
+    """Per-actor bookkeeping: batches in flight (bounded by `depth`), deaths, restarts."""
+
+    def __init__(self, actors: list, depth: int, nodes: list[dict] | None = None):
+        self.actors = actors
+        self.depth = depth
+        self.nodes = nodes or [{} for _ in actors]
+        self.inflight = [0] * len(actors)
+        self.deaths = [0] * len(actors)
+        self.epoch = [0] * len(actors)          # bumped on each death seen
+        self.submitted_in: dict[Any, int] = {}   # handle -> the actor's epoch when submitted
+        self.recovering: dict[Any, int] = {}     # readiness-check handle -> actor
+
+    def usable(self, i: int) -> bool:
+        return self.deaths[i] <= ACTOR_RESTARTS and i not in self.recovering.values()
+
+    def alive(self) -> bool:
+        return any(d <= ACTOR_RESTARTS for d in self.deaths)
+
+    def free(self) -> int | None:
+        free = [i for i in range(len(self.actors)) if self.usable(i) and self.inflight[i] < self.depth]
+        return min(free, key=lambda i: self.inflight[i]) if free else None
+
+    def submitted(self, i: int, handle) -> None:
+        self.inflight[i] += 1
+        self.submitted_in[handle] = self.epoch[i]
+
+    def returned(self, i: int, handle) -> int:
+        self.inflight[i] -= 1
+        return self.submitted_in.pop(handle)
+
+    def died(self, i: int, submitted_epoch: int) -> None:
+        """An actor call failed with the actor gone. Every batch in flight on it fails together:
+        count the death once, and wait for Ray's restart (a readiness check) before using it."""
+        if submitted_epoch != self.epoch[i]:
+            return
+        self.epoch[i] += 1
+        self.deaths[i] += 1
+        if self.deaths[i] <= ACTOR_RESTARTS:
+            self.recovering[self.actors[i].ping.remote()] = i
+
+    def probe_done(self, handle) -> None:
+        import ray
+        from ray.exceptions import RayError
+
+        i = self.recovering.pop(handle)
+        try:
+            self.nodes[i] = ray.get(handle)
+        except RayError as e:
+            log.warning("actor %d did not come back: %s", i, reason(e))
+            self.deaths[i] = ACTOR_RESTARTS + 1
+
+    def shutdown(self) -> None:
+        kill_all(self.actors)
+
+
+class GenerationStage:
+    """Generation actors. A batch whose actor died goes back to be retried on any actor (at most
+    `max_retries` times, then its items become `error` rows)."""
+
+    name = "generation"
+
+    def __init__(self, actors: list, depth: int, max_retries: int, nodes: list[dict] | None = None):
+        self.slots = _ActorSlots(actors, depth, nodes)
+        self.loaded: list[str | None] = [None] * len(actors)
+        self.max_retries = max_retries
+        self.stats = {"output_tokens": 0, "load_seconds": 0.0, "batch_failures": 0, "fallbacks": 0}
+        self.engine_counts: dict[int, dict] = {}
+
+    @property
+    def size(self) -> int:
+        return len(self.slots.actors)
+
+    def free_slot(self):
+        i = self.slots.free()
+        return None if i is None else (i, self.loaded[i])
+
+    def submit(self, worker: int, batch: Batch):
+        ref = self.slots.actors[worker].generate.remote(batch.ckpt, batch.items)
+        self.loaded[worker] = batch.ckpt.key
+        self.slots.submitted(worker, ref)
+        return ref
+
+    def collect(self, worker: int, handle, batch: Batch) -> bool:
+        import ray
+        from ray.exceptions import RayError
+
+        epoch = self.slots.returned(worker, handle)
+        try:
+            results, st = ray.get(handle)
+        except RayError as e:
+            self.slots.died(worker, epoch)
+            self.loaded[worker] = None  # a restarted actor starts with no engine
+            self.stats["batch_failures"] += 1
+            why = reason(e)
+            log.warning("generation batch failed on actor %d (attempt %d): %s", worker, batch.attempt + 1, why)
+            if batch.attempt < self.max_retries:
+                return False
+            self.fail(batch, f"gave up after {batch.attempt + 1} attempts: {why}")
+            return True
+        batch.results = results
+        for k in ("output_tokens", "load_seconds", "fallbacks"):
+            self.stats[k] += st[k]
+        self.engine_counts[worker] = st["engine"]
+        return True
+
+    def fail(self, batch: Batch, why: str) -> None:
+        batch.results = [GenerationResult(it.item_id, "error", error=why) for it in batch.items]
+
+    def alive(self) -> bool:
+        return self.slots.alive()
+
+    def probes(self):
+        return list(self.slots.recovering)
+
+    def probe_done(self, handle) -> None:
+        self.slots.probe_done(handle)
+
+    def engine_loads(self) -> dict:
+        return {k: sum(c.get(k, 0) for c in self.engine_counts.values())
+                for k in ("fresh", "swap", "swap_verified", "swap_rejected", "adapter")}
+
+    def shutdown(self) -> None:
+        self.slots.shutdown()
+
+
+class _GradingStage:
+    """Shared by the rule and judge stages: any actor takes any batch; a failed call leaves the
+    batch's items unscored with the reason (a generated reply is never dropped)."""
+
+    name = "grading"
+    method = ""
+
+    def __init__(self, actors: list, depth: int):
+        self.slots = _ActorSlots(actors, depth)
+
+    @property
+    def size(self) -> int:
+        return len(self.slots.actors)
+
+    def free_slot(self):
+        i = self.slots.free()
+        return None if i is None else (i, None)
+
+    def submit(self, worker: int, batch: Batch):
+        pairs = list(zip(batch.items, batch.results))
+        ref = getattr(self.slots.actors[worker], self.method).remote(pairs)
+        self.slots.submitted(worker, ref)
+        return ref
+
+    def collect(self, worker: int, handle, batch: Batch) -> bool:
+        import ray
+        from ray.exceptions import RayActorError, RayError
+
+        epoch = self.slots.returned(worker, handle)
+        try:
+            self._store(batch, ray.get(handle))
+        except RayError as e:
+            if isinstance(e, RayActorError):
+                self.slots.died(worker, epoch)
+            self.fail(batch, f"{self.name} failed: {reason(e)}")
+        return True
+
+    def alive(self) -> bool:
+        return self.slots.alive()
+
+    def probes(self):
+        return list(self.slots.recovering)
+
+    def probe_done(self, handle) -> None:
+        self.slots.probe_done(handle)
+
+    def shutdown(self) -> None:
+        self.slots.shutdown()
+
+
+class RuleStage(_GradingStage):
+    name = "grader"
+    method = "grade"
+
+    def _store(self, batch: Batch, out: list[Grading]) -> None:
+        batch.gradings = out
+
+    def fail(self, batch: Batch, why: str) -> None:
+        batch.gradings = [Grading(it.item_id, "rules", None, why, "[]", "[]") for it in batch.items]
+
+
+class JudgeStage(_GradingStage):
+    name = "judge"
+    method = "judge_batch"
+
+    def __init__(self, actors: list, depth: int, model: str):
+        super().__init__(actors, depth)
+        self.model = model
+
+    def _store(self, batch: Batch, out: list[Judgment]) -> None:
+        batch.judgments = out
+
+    def fail(self, batch: Batch, why: str) -> None:
+        batch.judgments = [Judgment(it.item_id, None, None, 0, why, self.model, None) for it in batch.items]
+
+
+__all__ = ["GenerationStage", "JudgeStage", "RuleStage", "batches_in_flight"]
