@@ -46,18 +46,17 @@ class GenerationActor:
 
     def generate(self, ckpt: Checkpoint, items: Sequence[WorkItem]) -> tuple[list[GenerationResult], dict]:
         t0 = time.perf_counter()
-        loads_before = len(self.generator.load_seconds)
-        fallbacks_before = self.generator.fallbacks
         try:
             results = self.generator.generate(ckpt, items)
         except EngineDeadError:
-            # Let Ray restart this actor with a fresh engine; the driver resubmits the batch.
+            # Let Ray restart this actor with a fresh engine; the driver resubmits its batches.
             os._exit(1)
         stats = {
             "seconds": time.perf_counter() - t0,
-            "load_seconds": sum(self.generator.load_seconds[loads_before:]),
             "output_tokens": sum(r.num_output_tokens for r in results),
-            "fallbacks": self.generator.fallbacks - fallbacks_before,
-            "engine": dict(getattr(self.generator.backend, "counts", {})),  # cumulative per actor
+            # Cumulative per actor: batches overlap, so per-batch deltas would count a load twice.
+            "load_seconds": sum(self.generator.load_seconds),
+            "fallbacks": self.generator.fallbacks,
+            "engine": dict(getattr(self.generator.backend, "counts", {})),
         }
         return results, stats

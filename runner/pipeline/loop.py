@@ -28,7 +28,8 @@ from runner.pipeline.sources import Batch
 
 
 class Source(Protocol):
-    def next_batch(self, loaded: str | None) -> Batch | None: ...
+    def next_batch(self, loaded: str | None, strict: bool = False) -> Batch | None:
+        """The next batch for a worker with checkpoint `loaded`; `strict`: of that checkpoint only."""
 
     def retry(self, batch: Batch) -> None: ...
 
@@ -40,8 +41,9 @@ class Source(Protocol):
 class Stage(Protocol):
     name: str
 
-    def free_slot(self) -> tuple[int, str | None] | None:
-        """A worker with room for one more batch, and the checkpoint key it has loaded."""
+    def free_slots(self) -> list[tuple[int, str | None, bool]]:
+        """Workers with room for one more batch, in the order to fill them: (worker, the
+        checkpoint key it has loaded, whether it may only take batches of that checkpoint)."""
 
     def submit(self, worker: int, batch: Batch) -> Any:
         """Start `batch` on `worker`; returns a handle the pipeline waits on."""
@@ -86,11 +88,11 @@ def run_pipeline(source: Source, stages: Sequence[Stage], on_done: Callable[[Bat
             on_done(batch)
             source.finished(batch)
 
-    def next_for(k: int, loaded: str | None) -> Batch | None:
+    def next_for(k: int, loaded: str | None, strict: bool = False) -> Batch | None:
         if queues[k]:
             return queues[k].popleft()
         if k == 0 and sum(map(len, queues)) < max_backlog:
-            return source.next_batch(loaded)
+            return source.next_batch(loaded, strict)
         return None
 
     def pump(k: int) -> None:
@@ -101,12 +103,14 @@ def run_pipeline(source: Source, stages: Sequence[Stage], on_done: Callable[[Bat
                 stage.fail(b, f"no {stage.name} worker left: every actor died")
                 forward(k, b)
             return
-        while (slot := stage.free_slot()) is not None:
-            worker, loaded = slot
-            b = next_for(k, loaded)
-            if b is None:
+        while True:
+            for worker, loaded, strict in stage.free_slots():
+                b = next_for(k, loaded, strict)
+                if b is not None:
+                    running[stage.submit(worker, b)] = (k, worker, b)
+                    break  # slots changed: ask again
+            else:
                 return
-            running[stage.submit(worker, b)] = (k, worker, b)
 
     probes: dict[Any, Stage] = {}
     while True:

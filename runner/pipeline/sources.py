@@ -72,12 +72,17 @@ class GridSource:
         src.in_flight += 1
         return Batch(src.ckpt, batch)
 
-    def next_batch(self, loaded: str | None) -> Batch | None:
-        """The next batch for an engine that has checkpoint `loaded` (a Checkpoint.key) loaded."""
-        if self.retries:
-            b = self.retries.popleft()
-            self.sources[b.ckpt.key].in_flight += 1
-            return b
+    def next_batch(self, loaded: str | None, strict: bool = False) -> Batch | None:
+        """The next batch for an engine that has checkpoint `loaded` (a Checkpoint.key) loaded;
+        `strict`: only a batch of that checkpoint (the engine is busy with it)."""
+        for b in self.retries:
+            if not strict or b.ckpt.key == loaded:
+                self.retries.remove(b)
+                self.sources[b.ckpt.key].in_flight += 1
+                return b
+        if strict:
+            src = self.sources.get(loaded)
+            return None if src is None or src.exhausted else self._take(src)
         candidates = []
         if loaded in self.sources:
             candidates.append(self.sources[loaded])
@@ -124,7 +129,7 @@ class StoredSource:
         self.in_flight = 0
         self.skipped = 0
 
-    def next_batch(self, loaded: str | None) -> Batch | None:
+    def next_batch(self, loaded: str | None, strict: bool = False) -> Batch | None:
         chunk = self._todo[self._next:self._next + self.batch_size]
         if not chunk:
             return None

@@ -48,9 +48,10 @@ class _ActorSlots:
     def alive(self) -> bool:
         return any(d <= ACTOR_RESTARTS for d in self.deaths)
 
-    def free(self) -> int | None:
+    def free_list(self) -> list[int]:
+        """Actors with room for another batch, least busy first."""
         free = [i for i in range(len(self.actors)) if self.usable(i) and self.inflight[i] < self.depth]
-        return min(free, key=lambda i: self.inflight[i]) if free else None
+        return sorted(free, key=lambda i: self.inflight[i])
 
     def submitted(self, i: int, handle) -> None:
         self.inflight[i] += 1
@@ -95,16 +96,24 @@ class GenerationStage:
         self.slots = _ActorSlots(actors, depth, nodes)
         self.loaded: list[str | None] = [None] * len(actors)
         self.max_retries = max_retries
-        self.stats = {"output_tokens": 0, "load_seconds": 0.0, "batch_failures": 0, "fallbacks": 0}
-        self.engine_counts: dict[int, dict] = {}
+        self.output_tokens = 0
+        self.batch_failures = 0
+        self.cumulative: dict[int, dict] = {}  # per actor: its latest cumulative stats
 
     @property
     def size(self) -> int:
         return len(self.slots.actors)
 
-    def free_slot(self):
-        i = self.slots.free()
-        return None if i is None else (i, self.loaded[i])
+    def free_slots(self):
+        """An actor with batches in flight takes only batches of its loaded checkpoint: a batch
+        of another would make the engine drain and swap while its own work is half done. An idle
+        actor takes any (its own checkpoint first, see GridSource)."""
+        return [(i, self.loaded[i], self.slots.inflight[i] > 0) for i in self.slots.free_list()]
+
+    @property
+    def stats(self) -> dict:
+        total = {k: sum(c.get(k, 0) for c in self.cumulative.values()) for k in ("load_seconds", "fallbacks")}
+        return {"output_tokens": self.output_tokens, "batch_failures": self.batch_failures, **total}
 
     def submit(self, worker: int, batch: Batch):
         ref = self.slots.actors[worker].generate.remote(batch.ckpt, batch.items)
@@ -122,7 +131,8 @@ class GenerationStage:
         except RayError as e:
             self.slots.died(worker, epoch)
             self.loaded[worker] = None  # a restarted actor starts with no engine
-            self.stats["batch_failures"] += 1
+            self.cumulative.pop(worker, None)  # ... and with its counters at zero
+            self.batch_failures += 1
             why = reason(e)
             log.warning("generation batch failed on actor %d (attempt %d): %s", worker, batch.attempt + 1, why)
             if batch.attempt < self.max_retries:
@@ -130,9 +140,8 @@ class GenerationStage:
             self.fail(batch, f"gave up after {batch.attempt + 1} attempts: {why}")
             return True
         batch.results = results
-        for k in ("output_tokens", "load_seconds", "fallbacks"):
-            self.stats[k] += st[k]
-        self.engine_counts[worker] = st["engine"]
+        self.output_tokens += st["output_tokens"]
+        self.cumulative[worker] = {"load_seconds": st["load_seconds"], "fallbacks": st["fallbacks"], **st["engine"]}
         return True
 
     def fail(self, batch: Batch, why: str) -> None:
@@ -148,7 +157,7 @@ class GenerationStage:
         self.slots.probe_done(handle)
 
     def engine_loads(self) -> dict:
-        return {k: sum(c.get(k, 0) for c in self.engine_counts.values())
+        return {k: sum(c.get(k, 0) for c in self.cumulative.values())
                 for k in ("fresh", "swap", "swap_verified", "swap_rejected", "adapter")}
 
     def shutdown(self) -> None:
@@ -169,9 +178,8 @@ class _GradingStage:
     def size(self) -> int:
         return len(self.slots.actors)
 
-    def free_slot(self):
-        i = self.slots.free()
-        return None if i is None else (i, None)
+    def free_slots(self):
+        return [(i, None, False) for i in self.slots.free_list()]
 
     def submit(self, worker: int, batch: Batch):
         pairs = list(zip(batch.items, batch.results))

@@ -42,13 +42,15 @@ class ThreadStage:
         self._lock = threading.Lock()
         self._now = 0
 
-    def free_slot(self):
+    def free_slots(self):
         free = [w for w in range(len(self.inflight)) if w not in self.dead and self.inflight[w] < self.depth]
-        return (free[0], self.loaded[free[0]]) if free else None
+        return [(w, self.loaded[w], self.inflight[w] > 0) for w in sorted(free, key=lambda w: self.inflight[w])]
 
     def submit(self, worker, batch):
         self.inflight[worker] += 1
         if batch.ckpt is not None:
+            if self.inflight[worker] > 1 and self.name == "generation":
+                assert self.loaded[worker] == batch.ckpt.key, "a busy worker was given another checkpoint"
             self.loaded[worker] = batch.ckpt.key
 
         def run():
@@ -155,3 +157,12 @@ def test_an_error_in_a_sink_stops_the_pipeline():
 
     with pytest.raises(OSError):
         run_pipeline(source, [ThreadStage("generation", _gen)], boom, wait=futures_wait)
+
+
+def test_a_busy_worker_only_takes_batches_of_its_own_checkpoint():
+    cks = [Checkpoint("m", f"ck{s}", s, "/p", "/t") for s in (1, 2, 3)]
+    source = GridSource([(c, _items(c, 9)) for c in cks], batch_size=2, is_done=lambda i: False)
+    gen = ThreadStage("generation", _gen, workers=2, depth=4)
+    done = []
+    run_pipeline(source, [gen], done.append, wait=futures_wait)  # the fake asserts on submit
+    assert sorted(it.item_id for b in done for it in b.items) == sorted(f"ck{c}-{i}" for c in (1, 2, 3) for i in range(9))
