@@ -280,6 +280,14 @@ class WandbConfig:
 
 
 @dataclass
+class ReportConfig:
+    """The HTML report (`runner report`)."""
+
+    # Write `<output.dir>/report.html` after every `runner sweep` and after `runner watch` stops.
+    auto: bool = False
+
+
+@dataclass
 class RayConfig:
     """How to reach Ray."""
 
@@ -307,6 +315,7 @@ class SweepConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     # Where built-in assets (the demo RL run) are built and cached.
     cache_dir: str = "~/.cache/misalign-runner"
 

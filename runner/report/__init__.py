@@ -32,15 +32,35 @@ class ReportSummary:
     seconds: float
 
 
+def default_output(dirs: list[str]) -> Path:
+    """RESULTS_DIR/_report.html for one dataset (dataset readers skip names starting with '_'),
+    ./report.html for several."""
+    return Path(dirs[0]).expanduser() / "_report.html" if len(dirs) == 1 else Path("report.html")
+
+
+def _check_output(out: Path, dirs: list[str]) -> None:
+    """A file inside a dataset whose path has no '.' or '_' part would be read as data by pyarrow."""
+    for d in dirs:
+        root = Path(d).expanduser().resolve()
+        try:
+            rel = out.resolve().relative_to(root)
+        except ValueError:
+            continue
+        if not any(part.startswith((".", "_")) for part in rel.parts):
+            raise UserError(f"-o {out}: inside the results dataset {d}, where readers would take it for data; "
+                            f"name it with a leading underscore (e.g. {root / '_report.html'}) or write it elsewhere")
+
+
 def write_report(dirs: list[str], out: str | Path, png_dir: str | Path | None = None, *,
                  baseline_step: int | None = None, max_transcripts: int = DEFAULT_TRANSCRIPTS) -> ReportSummary:
     """Build the report of `dirs` into `out` (written atomically); UserError on bad input."""
-    from runner.report._aggregate import build_report_data
+    from runner.report._aggregate import build_report_data, check_datasets
     from runner.report._html import render_html
     from runner.report._plots import render_plots
     from runner.report._transcripts import build_transcripts, load_packs_for, select_transcripts
 
     t0 = time.monotonic()
+    check_datasets(dirs)
     if max_transcripts < 0:
         raise UserError(f"--transcripts must be >= 0, got {max_transcripts}")
     out = Path(out).expanduser()
@@ -48,6 +68,7 @@ def write_report(dirs: list[str], out: str | Path, png_dir: str | Path | None = 
         raise UserError(f"-o {out}: is a directory; give a file name such as {out / 'report.html'}")
     if not out.parent.is_dir():
         raise UserError(f"-o {out}: directory {out.parent} does not exist")
+    _check_output(out, dirs)
     png = Path(png_dir).expanduser() if png_dir is not None else None
     if png is not None and png.exists() and not png.is_dir():
         raise UserError(f"--png {png}: is a file, not a directory")
@@ -76,4 +97,4 @@ def write_report(dirs: list[str], out: str | Path, png_dir: str | Path | None = 
                          [p.name for p in plots], time.monotonic() - t0)
 
 
-__all__ = ["DEFAULT_TRANSCRIPTS", "ReportSummary", "write_report"]
+__all__ = ["DEFAULT_TRANSCRIPTS", "ReportSummary", "default_output", "write_report"]

@@ -75,11 +75,9 @@ class ReportData:
     series_of_row: list[str] = field(default_factory=list)
 
 
-def load_datasets(dirs: list[str]):
-    """Each dataset's latest rows with a `series` label per row; UserError for a directory that is not one."""
-    import pyarrow as pa
-
-    from runner.sinks.parquet import PARTITION_COLUMN, latest_rows, read_results
+def check_datasets(dirs: list[str]) -> list[Path]:
+    """The datasets' resolved roots; UserError for a directory that is not one."""
+    from runner.sinks.parquet import PARTITION_COLUMN
 
     roots = []
     for d in dirs:
@@ -90,6 +88,16 @@ def load_datasets(dirs: list[str]):
             raise UserError(f"not a results dataset: {d} holds no {PARTITION_COLUMN}=*/*.parquet files "
                             f"(give the output.dir of a sweep)")
         roots.append(root.resolve())
+    return roots
+
+
+def load_datasets(dirs: list[str]):
+    """Each dataset's latest rows with a `series` label per row."""
+    import pyarrow as pa
+
+    from runner.sinks.parquet import latest_rows, read_results
+
+    roots = check_datasets(dirs)
     labels = _dataset_labels(roots)
     tables, series = [], []
     for root, label in zip(roots, labels):
@@ -294,5 +302,5 @@ def awareness_points(data: ReportData, series: str, group: str = OVERALL) -> dic
     return out
 
 
-__all__ = ["OVERALL", "Checkpoint", "Comparison", "ReportData", "awareness_points", "build_report_data", "compare",
+__all__ = ["OVERALL", "Checkpoint", "Comparison", "ReportData", "awareness_points", "build_report_data", "check_datasets", "compare",
            "condition_heatmaps", "curve", "left_out_reasons", "load_datasets", "paired_comparisons"]
