@@ -63,8 +63,18 @@ def newcombe_interval(k1: int, n1: int, k2: int, n2: int, phi: float = 0.0) -> t
 
 
 def paired_phi(both: int, first_only: int, second_only: int, neither: int) -> float:
-    """Correlation of paired binary outcomes from their 2x2 table; 0 when a margin is empty."""
+    """The correlation term of Newcombe's paired interval from the pairs' 2x2 table.
+
+    As Newcombe (1998) defines it: a positive cross product difference A is shrunk by n/2
+    (0 when that makes it negative), a negative one is kept; 0 when a margin is empty.
+    """
     denom = (both + first_only) * (second_only + neither) * (both + second_only) * (first_only + neither)
     if denom == 0:
         return 0.0
-    return (both * neither - first_only * second_only) / math.sqrt(denom)
+    a = both * neither - first_only * second_only
+    n = both + first_only + second_only + neither
+    if a > n / 2:
+        a -= n / 2
+    elif a >= 0:
+        a = 0
+    return a / math.sqrt(denom)

@@ -118,8 +118,7 @@ def _heatmap(data: ReportData, plt, family: str):
     labels = [_short_condition(r) if i < h["conditions"] else r for i, r in enumerate(rows)]
     width = min(14.0, 3.2 + 0.9 * len(cols) + 0.07 * max(len(s) for s in labels))
     fig, ax = plt.subplots(figsize=(width, 1.3 + 0.24 * len(rows)), constrained_layout=True)
-    cmap = plt.get_cmap("Reds").copy()
-    cmap.set_bad("#e8e8e8")
+    cmap = plt.get_cmap("Reds").with_extremes(bad="#e8e8e8")
     im = ax.imshow(np.ma.masked_invalid(rate), cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(cols)), cols, rotation=0 if len(cols) < 8 else 45)
     ax.set_yticks(range(len(rows)), labels, fontsize=8)

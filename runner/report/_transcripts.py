@@ -90,10 +90,10 @@ def build_transcripts(table, series_of_row: list[str], indices: list[int], packs
     prompts: dict[str, dict] = {}
     out = []
     for i, r in zip(indices, rows):
-        key = f"{r['scenario']}|{r['condition']}"
+        # One prompt per rendered text: rows without a prompt digest (older datasets) are checked
+        # on their own item_id, so each gets its own entry.
+        key = f"{r['scenario']}|{r['condition']}|{r['prompt_digest'] or r['item_id']}"
         if key not in prompts:
-            prompts[key] = _prompt(r, packs, packs_problem, rendered, rebuild_item)
-        elif "error" in prompts[key] and r["status"] == "ok":
             prompts[key] = _prompt(r, packs, packs_problem, rendered, rebuild_item)
         response = r["response"] or ""
         evidence = _json_list(r["evidence"])
