@@ -106,6 +106,8 @@ def build_transcripts(table, series_of_row: list[str], indices: list[int], packs
             "marks": highlights(response[:REPLY_LIMIT], evidence, r["eval_awareness_evidence"]),
             "reason": r["error"] if r["status"] != "ok" else r["unscored_reason"],
             "judge": r["judge_reasoning"], "judge_verdict": r["judge_verdict"], "finish": r["finish_reason"]})
+    out.sort(key=lambda t: (t["series"], t["step"] if t["step"] is not None else -1, t["family"], t["condition"],
+                            t["seed"] if t["seed"] is not None else -1))
     return out, prompts
 
 

@@ -6,7 +6,7 @@ import json
 import re
 from html.parser import HTMLParser
 
-from runner.cli import main
+from runner.cli import main, report_after_run
 from runner.demo import HARMFUL_REPLY, SAFE_REPLY
 from runner.grid import prompt_digest
 from runner.report._transcripts import highlights
@@ -109,3 +109,14 @@ def test_highlights_mark_matched_values_and_the_awareness_clause_without_overlap
     marks = highlights(reply, ev, "this is a test")
     assert [reply[s:e] for s, e, _ in marks] == ["this is a test", "boss@x.example"]
     assert [k for _, _, k in marks] == ["awareness", "harmful"]
+
+
+def test_after_a_run_the_report_is_written_or_its_command_is_printed(tmp_path, capsys):
+    root, _ = _dataset(tmp_path)
+    report_after_run(False, root)
+    assert capsys.readouterr().out.strip() == f"report: run `runner report {root}`"
+    report_after_run(True, root)
+    assert capsys.readouterr().out.strip() == f"report: {(root / '_report.html').resolve()}"
+    (tmp_path / "empty").mkdir()
+    report_after_run(True, tmp_path / "empty")   # nothing written yet: the run still succeeds
+    assert capsys.readouterr().out.startswith("report: not written: not a results dataset")
