@@ -283,7 +283,8 @@ class WandbConfig:
 class ReportConfig:
     """The HTML report (`runner report`)."""
 
-    # Write `<output.dir>/report.html` after every `runner sweep` and after `runner watch` stops.
+    # Write `<output.dir>/_report.html` (`runner report`) after every `runner sweep` and when
+    # `runner watch` stops; off: they print the command instead.
     auto: bool = False
 
 
