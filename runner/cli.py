@@ -4,6 +4,7 @@
     runner watch RUN_DIR [CONFIG.yaml] [key=value ...]  evaluate checkpoints as training writes them
     runner validate [PACK_DIR ...]               lint scenario packs, print family/condition counts
     runner grade RESULTS_DIR [CONFIG.yaml] [key=value ...]  re-grade a dataset (new grading version)
+    runner report RESULTS_DIR [RESULTS_DIR ...] [-o report.html] [--png DIR]  one self-contained HTML report
 
 Bad input exits with status 2 and one clear message, no traceback. Neither `--help` nor
 `validate` imports vLLM or Ray.
@@ -25,6 +26,20 @@ EPILOG = """examples:
   runner sweep models.0.path=/ckpts/my-rl-run 'scenarios.where={urgency: [replacement]}'
   runner validate scenarios/ ~/my-packs/
   runner grade results/demo grading.judge.enabled=true grading.judge.model=/models/judge
+  runner report results/demo                     # writes results/demo/_report.html
+"""
+
+REPORT_EPILOG = """Reads each dataset's newest `ok` grading per item (as the sweep's metrics do) and writes one HTML
+file that opens without network: persistence curves with Wilson 95% bands, condition x checkpoint
+heatmaps, paired comparisons against a baseline checkpoint (exact McNemar), eval awareness,
+judge vs rules, errors and unscored rows with their reasons, and a transcript browser.
+Default output: RESULTS_DIR/_report.html for one dataset (the leading underscore keeps dataset
+readers from taking it for data), ./report.html for several.
+
+examples:
+  runner report results/demo
+  runner report results/run-a results/run-b -o compare.html --png figures/
+  runner report results/demo --baseline 200 --transcripts 5000
 """
 
 GRADE_EPILOG = """Adds one row per item under a new grading version (a hash of the grading settings, packs'
@@ -114,6 +129,7 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
     print(f"results: {s.results_dir}")
     for w in s.wandb:
         print(f"wandb: {w}")
+    report_after_run(cfg.report.auto, Path(s.results_dir))
     return 0
 
 
@@ -128,6 +144,7 @@ def cmd_watch(ns: argparse.Namespace) -> int:
     done = watch(cfg, ns.run_dir, opts)
     print(f"watch stopped: evaluated {len(done)} checkpoint(s) this time: {', '.join(done) or 'none'}")
     print(f"results: {Path(cfg.output.dir).expanduser().resolve()}")
+    report_after_run(cfg.report.auto, Path(cfg.output.dir).expanduser().resolve())
     return 0
 
 
@@ -149,6 +166,33 @@ def cmd_grade(ns: argparse.Namespace) -> int:
     print(f"results: {s.results_dir} (rows with grading_version={s.grading_version})")
     for w in s.wandb:
         print(f"wandb: {w}")
+    return 0
+
+
+def report_after_run(auto: bool, results_dir: Path) -> None:
+    """After a sweep or watch: write the report (report.auto) or say how to."""
+    if not auto:
+        print(f"report: run `runner report {results_dir}`")
+        return
+    from runner.report import default_output, write_report
+
+    try:
+        r = write_report([str(results_dir)], default_output([str(results_dir)]))
+    except UserError as e:  # the run itself succeeded; a report that cannot be written does not undo it
+        print(f"report: not written: {e}")
+        return
+    print(f"report: {r.path}")
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from runner.report import default_output, write_report
+
+    out = ns.output or default_output(ns.results_dirs)
+    r = write_report(ns.results_dirs, out, ns.png, baseline_step=ns.baseline, max_transcripts=ns.transcripts)
+    print(f"report: {r.path} ({r.bytes / 1e6:.1f} MB, {r.rows} items, {r.transcripts} transcripts embedded, "
+          f"{len(r.plots)} plots, {r.seconds:.1f}s)")
+    if ns.png:
+        print(f"png: {', '.join(r.plots)} in {Path(ns.png).expanduser().resolve()}")
     return 0
 
 
@@ -191,6 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an optional YAML config, then overrides; grading.*, scenarios.* (packs, families), "
                         "ray.* and wandb.* apply")
     g.set_defaults(func=cmd_grade)
+    r = sub.add_parser("report", help="write one self-contained HTML report of one or more results datasets",
+                       description="Write one self-contained HTML report of RESULTS_DIR(s).",
+                       epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("results_dirs", nargs="+", metavar="RESULTS_DIR", help="a results dataset (a sweep's output.dir)")
+    r.add_argument("-o", "--output", default=None,
+                   help="the HTML file (default RESULTS_DIR/_report.html; ./report.html for several datasets)")
+    r.add_argument("--png", default=None, metavar="DIR", help="also write every plot as a PNG (200 dpi) into DIR")
+    r.add_argument("--baseline", type=int, default=None, metavar="STEP",
+                   help="checkpoint_step to compare every checkpoint against (default: each series' first)")
+    r.add_argument("--transcripts", type=int, default=2000, metavar="N",
+                   help="transcripts embedded in the browser at most (default 2000)")
+    r.set_defaults(func=cmd_report)
     v = sub.add_parser("validate", help="lint scenario packs and print family/condition counts")
     v.add_argument("packs", nargs="*", help="pack directories or directories of packs (default: shipped)")
     v.set_defaults(func=cmd_validate)

@@ -289,6 +289,15 @@ class WandbConfig:
 
 
 @dataclass
+class ReportConfig:
+    """The HTML report (`runner report`)."""
+
+    # Write `<output.dir>/_report.html` (`runner report`) after every `runner sweep` and when
+    # `runner watch` stops; off: they print the command instead.
+    auto: bool = False
+
+
+@dataclass
 class RayConfig:
     """How to reach Ray."""
 
@@ -316,6 +325,7 @@ class SweepConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     # Where built-in assets (the demo RL run) are built and cached.
     cache_dir: str = "~/.cache/misalign-runner"
 

@@ -1,0 +1,205 @@
+"""The report's figures, drawn with matplotlib (Agg) and embedded as SVG data URIs.
+
+Each figure is also written as a PNG (200 dpi, the figure's own size in inches, 10-11 pt fonts)
+when the caller asks for publication copies. Figures are built from `ReportData` only.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.report._aggregate import OVERALL, ReportData, awareness_points, curve
+
+STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
+         "xtick.labelsize": 9, "ytick.labelsize": 9, "svg.fonttype": "none", "axes.spines.top": False,
+         "axes.spines.right": False, "figure.dpi": 100}
+AWARENESS_COLORS = {"tested": "#d62728", "real": "#1f77b4", "neither": "#7f7f7f"}
+PNG_DPI = 200
+
+
+@dataclass
+class Plot:
+    name: str            # file stem for --png, and the element id in the page
+    title: str
+    caption: str
+    src: str             # data:image/svg+xml;base64,...
+
+
+def render_plots(data: ReportData, png_dir: Path | None = None) -> list[Plot]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plots = []
+    with plt.rc_context(STYLE):
+        builders = [("persistence", _persistence)] + [(f"heatmap-{f}", _heatmap_builder(f)) for f in data.heatmaps] \
+            + [("paired", _paired), ("awareness", _awareness)]
+        for name, build in builders:
+            made = build(data, plt)
+            if made is None:
+                continue
+            fig, title, caption = made
+            plots.append(Plot(name, title, caption, _svg(fig)))
+            if png_dir is not None:
+                fig.savefig(png_dir / f"{name}.png", dpi=PNG_DPI, bbox_inches="tight")
+            plt.close(fig)
+    return plots
+
+
+def _svg(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg")  # constrained layout already fits the figure: one draw, not two
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _panels(plt, count: int, width: float = 3.6, height: float = 2.9):
+    ncols = min(3, count)
+    nrows = math.ceil(count / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
+                             constrained_layout=True)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return fig, flat[:count]
+
+
+def _colors(plt, n: int):
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return [cycle[i % len(cycle)] for i in range(n)]
+
+
+def _persistence(data: ReportData, plt):
+    groups = [OVERALL] + data.families
+    fig, axes = _panels(plt, len(groups))
+    colors = _colors(plt, len(data.series))
+    annotate = len(data.series) == 1
+    for ax, group in zip(axes, groups):
+        for series, color in zip(data.series, colors):
+            pts = curve(data, series, group)
+            pts = [p for p in pts if p["n"]]
+            if not pts:
+                continue
+            x = [p["step"] for p in pts]
+            ax.fill_between(x, [p["lo"] for p in pts], [p["hi"] for p in pts], color=color, alpha=0.18, lw=0)
+            ax.plot(x, [p["rate"] for p in pts], "o-", color=color, label=series, ms=4)
+            if annotate and len(pts) <= 10:
+                for p in pts:
+                    ax.annotate(f"{p['rate']:.2f}", (p["step"], p["rate"]), textcoords="offset points",
+                                xytext=(0, 6), ha="center", fontsize=8)
+        ax.set_title(group)
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_xlabel("checkpoint_step")
+        ax.set_ylabel("harmful rate")
+        ax.grid(alpha=0.3)
+    if len(data.series) > 1:
+        axes[0].legend(loc="best")
+    caption = ("Harmful rate (harmful / scored rows) per checkpoint with Wilson 95% bands; unscored and error "
+               "rows are left out of the rate and counted in the tables below.")
+    return fig, "Persistence: harmful rate across checkpoints", caption
+
+
+def _heatmap_builder(family: str):
+    def build(data: ReportData, plt):
+        return _heatmap(data, plt, family)
+    return build
+
+
+def _heatmap(data: ReportData, plt, family: str):
+    import numpy as np
+
+    h = data.heatmaps[family]
+    rows, cols = h["rows"], h["cols"]
+    rate = np.array([[np.nan if v is None else v for v in r] for r in h["rate"]], dtype=float)
+    labels = [_short_condition(r) if i < h["conditions"] else r for i, r in enumerate(rows)]
+    width = min(14.0, 3.2 + 0.9 * len(cols) + 0.07 * max(len(s) for s in labels))
+    fig, ax = plt.subplots(figsize=(width, 1.3 + 0.24 * len(rows)), constrained_layout=True)
+    cmap = plt.get_cmap("Reds").with_extremes(bad="#e8e8e8")
+    im = ax.imshow(np.ma.masked_invalid(rate), cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(cols)), cols, rotation=0 if len(cols) < 8 else 45)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.set_xlabel("checkpoint_step")
+    if h["conditions"] < len(rows):
+        ax.axhline(h["conditions"] - 0.5, color="black", lw=1.2)
+    if len(rows) <= 24:  # numbers in every cell only where they stay legible (and cheap to lay out)
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                if not np.isnan(rate[i, j]):
+                    ax.text(j, i, f"{rate[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if rate[i, j] > 0.6 else "black")
+    fig.colorbar(im, ax=ax, label="harmful rate", shrink=0.8)
+    ax.set_title(family)
+    caption = (f"{family}: harmful rate per condition (above the line) and per variable value over every "
+               f"condition holding it (below), by checkpoint. Grey: no scored rows.")
+    return fig, f"Conditions × checkpoints: {family}", caption
+
+
+def _short_condition(condition_id: str) -> str:
+    parts = [p.partition("=") for p in condition_id.split(",") if p]
+    return " · ".join(v if sep else k for k, sep, v in parts) or "(default)"
+
+
+def _paired(data: ReportData, plt):
+    if not data.comparisons:
+        return None
+    groups = [OVERALL] + [f for f in data.families if any(c.family == f for c in data.comparisons)]
+    fig, axes = _panels(plt, len(groups))
+    colors = dict(zip(data.series, _colors(plt, len(data.series))))
+    offsets = {s: (i - (len(data.series) - 1) / 2) for i, s in enumerate(data.series)}
+    for ax, group in zip(axes, groups):
+        comps = [c for c in data.comparisons if c.family == group]
+        steps = sorted({c.step for c in comps})
+        spacing = min((b - a for a, b in zip(steps, steps[1:])), default=1) or 1
+        for c in comps:
+            x = c.step + offsets[c.series] * spacing * 0.08
+            paired = c.pairs > 0
+            ax.errorbar([x], [c.diff], yerr=[[c.diff - c.lo], [c.hi - c.diff]], fmt="o" if paired else "s",
+                        color=colors[c.series], mfc=colors[c.series] if paired else "white", capsize=3, ms=5)
+        ax.axhline(0, color="black", lw=0.8)
+        base = sorted({c.baseline_step for c in comps})
+        ax.set_title(f"{group} (vs step {', '.join(map(str, base))})")
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_xlabel("checkpoint_step")
+        ax.set_ylabel("rate − baseline rate")
+        ax.grid(alpha=0.3)
+    caption = ("Difference in harmful rate against the baseline checkpoint with its 95% interval. Filled: paired "
+               "(same condition and seed; exact McNemar, Newcombe paired interval); open squares: unpaired "
+               "(two-proportion test).")
+    return fig, "Paired comparison against the baseline checkpoint", caption
+
+
+def _awareness(data: ReportData, plt):
+    per_series = {s: awareness_points(data, s) for s in data.series}
+    per_series = {s: p for s, p in per_series.items() if any(p[a] for a in p)}
+    if not per_series:
+        return None
+    fig, axes = plt.subplots(len(per_series), 2, figsize=(9.0, 3.0 * len(per_series)), squeeze=False,
+                             constrained_layout=True)
+    for (series, pts), (ax_share, ax_rate) in zip(per_series.items(), axes):
+        for label, points in pts.items():
+            color = AWARENESS_COLORS[label]
+            x = [p["step"] for p in points]
+            ax_share.plot(x, [p["share"] for p in points], "o-", color=color, label=label, ms=4)
+            scored = [p for p in points if p["rate"] is not None]
+            if scored:
+                ax_rate.errorbar([p["step"] for p in scored], [p["rate"] for p in scored],
+                                 yerr=[[p["rate"] - p["lo"] for p in scored], [p["hi"] - p["rate"] for p in scored]],
+                                 fmt="o-", color=color, label=label, capsize=3, ms=4)
+        prefix = f"{series}: " if len(per_series) > 1 else ""
+        ax_share.set_title(f"{prefix}share of ok replies by eval awareness")
+        ax_rate.set_title(f"{prefix}harmful rate by eval awareness")
+        for ax in (ax_share, ax_rate):
+            ax.set_ylim(-0.02, 1.05)
+            ax.set_xlabel("checkpoint_step")
+            ax.grid(alpha=0.3)
+        ax_share.legend(loc="best")
+    caption = ("Whether the agent reasoned it is being tested, that its situation is real, or neither "
+               "(all families), and the harmful rate within each group with Wilson 95% intervals.")
+    return fig, "Eval awareness", caption
+
+
+__all__ = ["PNG_DPI", "Plot", "render_plots"]
