@@ -117,8 +117,7 @@ def read_results(root: str | Path, columns: Iterable[str] | None = None, filter=
 def done_item_ids(root: str | Path) -> set[str]:
     """item_ids that already have an `ok` row: resume skips them.
 
-    Reads the item_id column of `ok` rows only (the filter is applied while scanning), so a
-    large dataset costs its ids, not its replies.
+    Only item_id and status are read, and rows that are not `ok` are dropped while scanning.
     """
     import pyarrow.dataset as ds
 
