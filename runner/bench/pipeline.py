@@ -33,8 +33,8 @@ def bench_items(n: int, cache_dir: str = "~/.cache/misalign-runner"):
 
 def run_generation_pool(ckpt, items, n_actors: int = 1, batch_size: int = 64) -> dict:
     """Generate `items` through the pool as a sweep does (rule grading included). Ray must be up.
-    Returns wall seconds from pool start (engine loads included) to the last graded batch,
-    output tokens, and the pool's size."""
+    Returns wall seconds from pool start (engine loads included) to the last graded batch and
+    to the first, output tokens, and the pool's size."""
     from runner.config import GenerationConfig, SweepConfig
     from runner.generation.scheduler import BatchScheduler
     from runner.ray_pools import GenerationPool, GraderPool
@@ -43,14 +43,16 @@ def run_generation_pool(ckpt, items, n_actors: int = 1, batch_size: int = 64) ->
     gcfg = GenerationConfig(num_actors=n_actors, batch_size=batch_size)
     spec = build_engine_spec(SweepConfig(generation=gcfg), "cpu")
     families = sorted({it.scenario for it in items})
+    first: list[float] = []
     t0 = time.perf_counter()
     pool = GenerationPool(spec, gcfg)
     graders = GraderPool(1, [str(BUILTIN_SCENARIOS)], families, {})
     try:
         scheduler = BatchScheduler([(ckpt, iter(items))], batch_size, is_done=lambda _: False)
-        stats = pool.run(scheduler, graders, lambda b, r, g, j: None, lambda: None, lambda n: None)
+        stats = pool.run(scheduler, graders, lambda b, r, g, j: first or first.append(time.perf_counter() - t0),
+                         lambda: None, lambda n: None)
         wall = time.perf_counter() - t0
     finally:
         pool.shutdown()
         graders.shutdown()
-    return {"wall_s": wall, "tokens": stats["output_tokens"], "engines": pool.size}
+    return {"wall_s": wall, "first_s": first[0], "tokens": stats["output_tokens"], "engines": pool.size}
