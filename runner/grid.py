@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from runner.checkpoints import Checkpoint
 from runner.config import SamplingConfig
@@ -73,16 +73,47 @@ def derive_engine_seed(system: str, user: str, seed: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def make_item_id(system: str, user: str, sampling: SamplingParams, ckpt: Checkpoint, seed: int,
-                 seed_scheme: int = SEED_SCHEME) -> str:
+def _id_fields(system: str, user: str, sampling: SamplingParams, ckpt: Checkpoint, seed_scheme: int) -> dict:
+    """Everything in an item_id but the seed."""
     fields = {"system": system, "user": user, "sampling": asdict(sampling),
-              "model": ckpt.model, "checkpoint": ckpt.name, "step": ckpt.step, "seed": seed}
+              "model": ckpt.model, "checkpoint": ckpt.name, "step": ckpt.step}
     if seed_scheme != 1:  # scheme 1 (the bare seed) predates the key; its ids stay as they were
         fields["seed_scheme"] = seed_scheme
     if ckpt.adapter:  # a LoRA checkpoint: the adapter is `checkpoint`; the base model decides too
         fields["lora_base_model"] = ckpt.path
+    return fields
+
+
+def make_item_id(system: str, user: str, sampling: SamplingParams, ckpt: Checkpoint, seed: int,
+                 seed_scheme: int = SEED_SCHEME) -> str:
+    """The item_id: a hash of the JSON of every field, keys sorted. This is the definition;
+    `item_id_hasher` computes the same ids faster for many seeds."""
+    fields = {**_id_fields(system, user, sampling, ckpt, seed_scheme), "seed": seed}
     payload = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+def item_id_hasher(system: str, user: str, sampling: SamplingParams, ckpt: Checkpoint,
+                   seed_scheme: int = SEED_SCHEME) -> Callable[[int], str]:
+    """`seed -> make_item_id(system, user, sampling, ckpt, seed, seed_scheme)`, with the JSON
+    encoded once: a million-item grid would otherwise spend most of its time re-encoding the
+    same prompt. With keys sorted, "seed" sits between "sampling" and "seed_scheme", so the
+    payload is a fixed head, the seed's digits, and a fixed tail (the prompt); the head is
+    hashed once and each seed costs one hash of the tail."""
+    fields = _id_fields(system, user, sampling, ckpt, seed_scheme)
+    before = {k: v for k, v in fields.items() if k < "seed"}   # checkpoint, lora_base_model, model, sampling
+    after = {k: v for k, v in fields.items() if k > "seed"}    # seed_scheme, step, system, user
+    head = json.dumps(before, sort_keys=True, ensure_ascii=False)[:-1] + ', "seed": '
+    tail = (", " + json.dumps(after, sort_keys=True, ensure_ascii=False)[1:]).encode("utf-8")
+    base = hashlib.sha256(head.encode("utf-8"))
+
+    def item_id(seed: int) -> str:
+        h = base.copy()
+        h.update(b"%d" % seed)  # json.dumps of an int is its decimal digits
+        h.update(tail)
+        return h.hexdigest()[:32]
+
+    return item_id
 
 
 def count_items(packs: list[ScenarioPack], where: dict[str, list[str]], checkpoints: list[Checkpoint], n_seeds: int) -> int:
@@ -106,16 +137,37 @@ def expand_grid(
     seeds = range(sampling.seed_start, sampling.seed_start + sampling.seeds)
     rendered = {} if rendered is None else rendered
     for ckpt in checkpoints:
-        for pack in packs:
-            for cond in pack.conditions(where):
-                key = (pack.name, cond.id)
-                if key not in rendered:
-                    rendered[key] = pack.render(cond)
-                sc = rendered[key]
-                for seed in seeds:
-                    yield WorkItem(
-                        item_id=make_item_id(sc.system, sc.user, params, ckpt, seed),
-                        scenario=pack.name, condition=cond.id, model=ckpt.model,
-                        checkpoint=ckpt.name, checkpoint_step=ckpt.step, seed=seed,
-                        system=sc.system, user=sc.user, sampling=params,
-                    )
+        for family, condition, sc in _rendered_conditions(packs, where, rendered):
+            item_id = item_id_hasher(sc.system, sc.user, params, ckpt)
+            for seed in seeds:
+                yield WorkItem(item_id(seed), family, condition, ckpt.model, ckpt.name, ckpt.step, seed,
+                               sc.system, sc.user, params)
+
+
+def grid_item_ids(
+    packs: list[ScenarioPack],
+    where: dict[str, list[str]],
+    checkpoints: Iterable[Checkpoint],
+    sampling: SamplingConfig,
+    rendered: dict | None = None,
+) -> Iterator[str]:
+    """The item_ids of `expand_grid`, in its order, without building the items: what the resume
+    check needs (is anything left to do?)."""
+    params = SamplingParams.from_config(sampling)
+    seeds = range(sampling.seed_start, sampling.seed_start + sampling.seeds)
+    rendered = {} if rendered is None else rendered
+    for ckpt in checkpoints:
+        for _, _, sc in _rendered_conditions(packs, where, rendered):
+            yield from map(item_id_hasher(sc.system, sc.user, params, ckpt), seeds)
+
+
+def _rendered_conditions(packs: list[ScenarioPack], where: dict[str, list[str]], rendered: dict):
+    """(family, condition id, RenderedScenario) for every selected condition, each rendered once
+    into `rendered` (keyed by (family, condition id))."""
+    for pack in packs:
+        for cond in pack.conditions(where):
+            cid = cond.id
+            sc = rendered.get((pack.name, cid))
+            if sc is None:
+                sc = rendered[(pack.name, cid)] = pack.render(cond)
+            yield pack.name, cid, sc

@@ -25,7 +25,7 @@ from runner.generation.engine import GenerationResult
 from runner.graders.judge import Judgment, grading_columns
 from runner.graders.rules import Grading
 from runner.graders.version import grading_version as make_grading_version
-from runner.grid import WorkItem, count_items, expand_grid, prompt_digest
+from runner.grid import WorkItem, count_items, expand_grid, grid_item_ids, prompt_digest
 from runner.pipeline.sources import Batch, GridSource
 from runner.sinks.console import ConsoleProgress
 from runner.specs import build_api_spec
@@ -305,6 +305,10 @@ def run_sweep(cfg: SweepConfig, *, stream=None, plan: SweepPlan | None = None) -
     """Run the whole grid once. Finished batches are on disk even if this raises."""
     t_start = time.monotonic()
     plan = plan or plan_sweep(cfg)
+    if nothing_left(cfg, plan):  # a finished sweep: Ray and the engines never start, nothing is written
+        out_dir = str(Path(cfg.output.dir).expanduser().resolve())
+        return SweepSummary(make_run_id(cfg.name), out_dir, plan.total_items, skipped=plan.total_items,
+                            wall_seconds=time.monotonic() - t_start)
     session = SweepSession(cfg, plan, stream=stream)
     summary = None
     try:
@@ -314,6 +318,13 @@ def run_sweep(cfg: SweepConfig, *, stream=None, plan: SweepPlan | None = None) -
     summary.wandb = where
     summary.wall_seconds = time.monotonic() - t_start
     return summary
+
+
+def nothing_left(cfg: SweepConfig, plan: SweepPlan) -> bool:
+    """Every item of the plan's grid already has an `ok` row in output.dir (stops at the first that has not)."""
+    done = done_item_ids(Path(cfg.output.dir).expanduser().resolve())
+    ids = grid_item_ids(plan.packs, cfg.scenarios.where, plan.checkpoints, cfg.sampling, plan.rendered)
+    return bool(done) and all(i in done for i in ids)
 
 
 def metrics_for(out_dir: Path, ckpt: Checkpoint, item_ids: set[str] | None, n_transcripts: int,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from runner.checkpoints import Checkpoint, discover_checkpoints
 from runner.config import SweepConfig
 from runner.errors import CheckpointError, ConfigError
-from runner.grid import expand_grid
+from runner.grid import grid_item_ids
 from runner.remote import open_location
 from runner.sinks.parquet import done_item_ids
 
@@ -52,7 +52,7 @@ def select_checkpoints(found: list[Checkpoint], opts: WatchOptions) -> list[Chec
 
 
 def is_evaluated(ckpt: Checkpoint, plan, cfg: SweepConfig, done: set[str]) -> bool:
-    return all(it.item_id in done for it in expand_grid(plan.packs, cfg.scenarios.where, [ckpt], cfg.sampling, plan.rendered))
+    return all(i in done for i in grid_item_ids(plan.packs, cfg.scenarios.where, [ckpt], cfg.sampling, plan.rendered))
 
 
 def watch(cfg: SweepConfig, run_dir: str, opts: WatchOptions, stream=None,

@@ -115,11 +115,14 @@ def read_results(root: str | Path, columns: Iterable[str] | None = None, filter=
 
 
 def done_item_ids(root: str | Path) -> set[str]:
-    """item_ids that already have an `ok` row: resume skips them."""
-    import pyarrow.compute as pc
+    """item_ids that already have an `ok` row: resume skips them.
 
-    t = read_results(root, columns=["item_id", "status"])
-    return set(t.filter(pc.equal(t["status"], "ok"))["item_id"].to_pylist())
+    Only item_id and status are read, and rows that are not `ok` are dropped while scanning.
+    """
+    import pyarrow.dataset as ds
+
+    t = read_results(root, columns=["item_id"], filter=ds.field("status") == "ok")
+    return set(t.column("item_id").to_pylist())
 
 
 def latest_rows(table, grading_version: str | None = None, prefer: str | None = None):

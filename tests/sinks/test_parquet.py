@@ -66,3 +66,11 @@ def test_wilson_interval_known_values():
     assert lo == 0.0 and math.isclose(hi, 0.1380, abs_tol=1e-3)
     lo, hi = wilson_interval(50, 100)
     assert math.isclose(lo, 0.4038, abs_tol=1e-3) and math.isclose(hi, 0.5962, abs_tol=1e-3)
+
+
+def test_done_ids_are_the_items_with_an_ok_row_in_any_file_or_family(tmp_path):
+    sink = ParquetSink(tmp_path, "r")
+    sink.write([row(0, status="error"), row(1, status="error", scenario="leaking"), row(2, scenario="leaking")])
+    sink.write([row(0)])  # a retry that succeeded
+    sink.write([row(3, status="error")])
+    assert done_item_ids(tmp_path) == {"id0", "id2"}
