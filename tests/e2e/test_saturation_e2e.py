@@ -26,12 +26,12 @@ def _generate(stage, ckpt, items, batch_size):
 
 
 def test_fixed_seed_replies_are_identical_alone_saturated_and_across_actor_counts(random_run, ray_local):
-    from runner.bench.generation import varied_items
+    from runner.bench.pipeline import bench_items
     from runner.config import SweepConfig
     from runner.pipeline.pools import build_generation_stage
     from runner.specs import build_engine_spec
 
-    ckpt, items = varied_items(96, random_run, lo=16, hi=96)
+    ckpt, items = bench_items(96, cycle=(16, 48, 96), run_dir=str(random_run))
     targets = [dataclasses.replace(it, sampling=dataclasses.replace(it.sampling, max_tokens=48))
                for it in items[-6:]]
     crowd = items[:-6]
