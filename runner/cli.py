@@ -14,7 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from runner.errors import UserError
@@ -87,6 +90,33 @@ def print_checkpoint_metrics(metrics: dict[str, dict], families: list[str] | Non
             print(f"    {awareness_summary(m)}")
 
 
+@contextmanager
+def results_writer(out_dir: str, command: str):
+    """Hold the one-writer lock on `out_dir` for the run (before Ray starts: a second run, an
+    uncreatable directory or a foreign/corrupt Parquet file there fails at once, exit 2), after
+    removing temporary files a killed run left."""
+    from runner.sinks.lock import ResultsDirLock
+    from runner.sinks.parquet import check_results_dataset, remove_stale_temporaries
+
+    with ResultsDirLock(out_dir, command) as lock:
+        stale = remove_stale_temporaries(lock.root)
+        if stale:
+            logging.getLogger("runner").warning("removed %d temporary file(s) left by a killed run in %s",
+                                                stale, lock.root)
+        check_results_dataset(lock.root)
+        yield lock
+
+
+def start_ray(cfg) -> None:
+    """Start (or connect to) Ray here rather than inside the run, then take SIGTERM back: ray.init
+    installs its own handler (sys.exit; a local head kills its processes and exits 1), and a
+    SIGTERM should stop the run the way Ctrl-C does."""
+    from runner.ray_pools import init_ray
+
+    init_ray(cfg.ray)
+    _sigterm_as_interrupt()
+
+
 def cmd_sweep(ns: argparse.Namespace) -> int:
     from runner.config import load_config
     from runner.sweep import plan_sweep, run_sweep
@@ -98,7 +128,9 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
         print(f"{plan.total_items} items: families {', '.join(plan.families)}; "
               f"checkpoints {', '.join(c.key for c in plan.checkpoints)}; seeds {cfg.sampling.seeds}")
         return 0
-    s = run_sweep(cfg, plan=plan)
+    with results_writer(cfg.output.dir, "runner sweep"):
+        start_ray(cfg)
+        s = run_sweep(cfg, plan=plan)
     print(f"done in {s.wall_seconds:.1f}s: {s.rows_written} new rows, {s.skipped} items already done, "
           f"{s.errors} errors; generation {s.output_tokens} output tokens in {s.generation_seconds:.1f}s "
           f"actor time (engine loads {s.engine_load_seconds:.1f}s)")
@@ -125,7 +157,8 @@ def cmd_watch(ns: argparse.Namespace) -> int:
     cfg = load_config(config, overrides)
     opts = WatchOptions(poll_seconds=ns.poll, order=WatchOrder(ns.order), every_k=ns.every,
                         final_marker=ns.final_marker, max_polls=ns.max_polls)
-    done = watch(cfg, ns.run_dir, opts)
+    with results_writer(cfg.output.dir, "runner watch"):
+        done = watch(cfg, ns.run_dir, opts)
     print(f"watch stopped: evaluated {len(done)} checkpoint(s) this time: {', '.join(done) or 'none'}")
     print(f"results: {Path(cfg.output.dir).expanduser().resolve()}")
     return 0
@@ -136,8 +169,9 @@ def cmd_grade(ns: argparse.Namespace) -> int:
 
     config, overrides = _split_config_and_overrides(ns.args)
     cfg = load_regrade_config(ns.results_dir, config, overrides)
-    plan = plan_regrade(cfg)  # dataset, packs, judge model: all checked before Ray starts
-    s = run_regrade(plan)
+    with results_writer(cfg.output.dir, "runner grade"):
+        plan = plan_regrade(cfg)  # dataset, packs, judge model: all checked before Ray starts
+        s = run_regrade(plan)
     if s.run_id is None:
         print(f"nothing to grade: all {s.skipped} items with an ok reply already have grading version "
               f"{s.grading_version}")
@@ -201,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING,
                         format="[runner] %(levelname)s %(name)s: %(message)s")
+    _sigterm_as_interrupt()
     try:
         return ns.func(ns)
     except UserError as e:
@@ -208,7 +243,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("runner: interrupted; finished batches are saved and a re-run resumes after them", file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if _TERMINATED else signal.SIGINT)
+
+
+_TERMINATED: list[int] = []
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (`kill`, Slurm's time limit, `ray job stop`, Kubernetes) stops a run the way Ctrl-C
+    does: KeyboardInterrupt unwinds the run, finished batches stay, actors and W&B are closed."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        _TERMINATED.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":
