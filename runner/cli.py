@@ -4,6 +4,8 @@
     runner watch RUN_DIR [CONFIG.yaml] [key=value ...]  evaluate checkpoints as training writes them
     runner validate [PACK_DIR ...]               lint scenario packs, print family/condition counts
     runner grade RESULTS_DIR [CONFIG.yaml] [key=value ...]  re-grade a dataset (new grading version)
+    runner submit [CONFIG.yaml] [key=value ...] [--watch RUN_DIR] [--follow]  as a Ray job on a cluster
+    runner jobs / runner stop JOB_ID             this tool's Ray jobs; stop one
 
 Bad input exits with status 2 and one clear message, no traceback. Neither `--help` nor
 `validate` imports vLLM or Ray.
@@ -28,6 +30,8 @@ EPILOG = """examples:
   runner sweep models.0.path=/ckpts/my-rl-run 'scenarios.where={urgency: [replacement]}'
   runner validate scenarios/ ~/my-packs/
   runner grade results/demo grading.judge.enabled=true grading.judge.model=/models/judge
+  runner submit conf/cluster-gpu.yaml models.0.path=/data/rl-run output.dir=/data/evals/rl-run \\
+      --address http://HEAD:8265 --follow
 """
 
 GRADE_EPILOG = """Adds one row per item under a new grading version (a hash of the grading settings, packs'
@@ -186,6 +190,67 @@ def cmd_grade(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(ns: argparse.Namespace) -> int:
+    from runner import jobs
+    from runner.config import load_config
+
+    config, overrides = _split_config_and_overrides(ns.args)
+    cfg = load_config(config, overrides)  # bad input stops here: nothing is submitted
+    sub = jobs.prepare_submission(cfg, "watch" if ns.watch else "sweep", ns.watch)
+    client = jobs.connect(jobs.dashboard_address(ns.address, cfg))
+    job_id = jobs.submit(client, sub)
+    for note in jobs.secret_notes():
+        print(f"runner: {note}", file=sys.stderr)
+    print(f"submitted job {job_id}: {sub.metadata['command']} -> {cfg.output.dir}")
+    if not ns.follow:
+        print(f"follow it: runner submit ... --follow, or `ray job logs -f {job_id} --address {client.get_address()}`; "
+              f"stop it: runner stop {job_id}")
+        return 0
+    code = jobs.follow(client, job_id)
+    print(f"job {job_id}: {client.get_job_status(job_id).value} (exit {code})", file=sys.stderr)
+    return code
+
+
+def cmd_jobs(ns: argparse.Namespace) -> int:
+    from runner import jobs
+
+    client = jobs.connect(jobs.dashboard_address(ns.address))
+    found = jobs.list_jobs(client)
+    for j in found:
+        print(jobs.format_job(j))
+    if not found:
+        print("no jobs of this tool on the cluster")
+    return 0
+
+
+def cmd_stop(ns: argparse.Namespace) -> int:
+    from runner import jobs
+
+    client = jobs.connect(jobs.dashboard_address(ns.address))
+    stopped = jobs.stop(client, ns.job_id)
+    print(f"job {ns.job_id}: {'stop requested (SIGTERM; finished batches are kept)' if stopped else 'already finished'}")
+    return 0
+
+
+def add_job_commands(sub) -> None:
+    address = dict(default=None, help="the head node's dashboard, http://HEAD:8265 (default: ray.address or RAY_ADDRESS)")
+    s = sub.add_parser("submit", help="submit a sweep (or --watch) to a Ray cluster as a Ray job",
+                       description="Validate the config here, then run `runner sweep` (or `runner watch`) as a Ray "
+                                   "job on the cluster (the nodes run the runner package installed there).")
+    s.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value]")
+    s.add_argument("--address", **address)
+    s.add_argument("--watch", metavar="RUN_DIR", default=None, help="submit `runner watch RUN_DIR` instead of a sweep")
+    s.add_argument("--follow", action="store_true", help="stream the job's logs; exit with the job's status")
+    s.set_defaults(func=cmd_submit)
+    j = sub.add_parser("jobs", help="list this tool's Ray jobs with their state")
+    j.add_argument("--address", **address)
+    j.set_defaults(func=cmd_jobs)
+    t = sub.add_parser("stop", help="stop a submitted job (a re-submit resumes it)")
+    t.add_argument("job_id")
+    t.add_argument("--address", **address)
+    t.set_defaults(func=cmd_stop)
+
+
 def cmd_validate(ns: argparse.Namespace) -> int:
     from runner.scenarios import load_packs
     from runner.scenarios.lint import summarize
@@ -228,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="lint scenario packs and print family/condition counts")
     v.add_argument("packs", nargs="*", help="pack directories or directories of packs (default: shipped)")
     v.set_defaults(func=cmd_validate)
+    add_job_commands(sub)
     return p
 
 
