@@ -98,6 +98,22 @@ class LocalRayCluster:
             return 0
         return sum(1 for n in nodes if n.get("raylet", {}).get("state") == "ALIVE")
 
+    def actors(self, class_name: str) -> list[dict]:
+        """Actors of this class (alive or dead) with the node each ran on, from Ray's state API."""
+        import json
+
+        q = f"/api/v0/actors?filter_keys=class_name&filter_predicates=%3D&filter_values={class_name}&detail=1&limit=1000"
+        with self._get(q, 10) as r:
+            return json.load(r)["data"]["result"]["result"]
+
+    def node_ids(self) -> dict[str, str]:
+        """node_id -> 'head' or 'worker'."""
+        import json
+
+        with self._get("/nodes?view=summary", 5) as r:
+            nodes = json.load(r)["data"]["summary"]
+        return {n["raylet"]["nodeId"]: "head" if n["raylet"].get("isHeadNode") else "worker" for n in nodes}
+
     def _wait(self, ok, timeout: float, what: str) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
