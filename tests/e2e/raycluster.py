@@ -9,6 +9,7 @@ process groups or names this cluster's temp dir: never anyone else's Ray (no `ra
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -33,9 +34,10 @@ def free_ports(n: int) -> list[int]:
 
 
 def _node_ports() -> list[str]:
-    nm, om, agent, agent_grpc, metrics, renv = free_ports(6)
-    lo = free_ports(1)[0]
-    lo = min(max(lo, 20000), 55000)
+    nm, om, agent, agent_grpc, metrics, renv = free_ports(6)  # ephemeral range: >= 32768 on Linux
+    # Worker ports below the ephemeral range and above Ray's default 10002-19999, so they never
+    # collide with the ports above nor with another Ray on this machine.
+    lo = random.randrange(20000, 32000 - 200, 200)
     return [f"--node-manager-port={nm}", f"--object-manager-port={om}", f"--dashboard-agent-listen-port={agent}",
             f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
             f"--runtime-env-agent-port={renv}", f"--min-worker-port={lo}", f"--max-worker-port={lo + 200}"]
@@ -54,6 +56,7 @@ class LocalRayCluster:
         self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=os.urandom(16).hex())
         self.env.pop("RAY_AUTH_TOKEN_PATH", None)
         self.procs: list[subprocess.Popen] = []
+        self.node_manager_ports: list[int] = []
         gcs, dash, client = free_ports(3)
         self.gcs_address = f"127.0.0.1:{gcs}"
         self.dashboard = f"http://127.0.0.1:{dash}"
@@ -61,9 +64,11 @@ class LocalRayCluster:
 
     def _start(self, args: list[str], log: str) -> None:
         out = open(self.temp_dir / log, "w")
+        ports = _node_ports()
+        self.node_manager_ports.append(int(ports[0].split("=")[1]))
         self.procs.append(subprocess.Popen([str(BIN / "ray"), "start", "--block", "--disable-usage-stats",
                                             "--node-ip-address=127.0.0.1", f"--num-cpus={self.cpus}", "--num-gpus=0",
-                                            *args, *_node_ports()],
+                                            *args, *ports],
                                            stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
 
     def start(self, workers: int = 1, timeout: float = 180) -> "LocalRayCluster":
@@ -113,6 +118,19 @@ class LocalRayCluster:
         with self._get("/nodes?view=summary", 5) as r:
             nodes = json.load(r)["data"]["summary"]
         return {n["raylet"]["nodeId"]: "head" if n["raylet"].get("isHeadNode") else "worker" for n in nodes}
+
+    def kill_node(self, node_id: str) -> None:
+        """Lose a worker node at once: SIGKILL its `ray start` process group (raylet, agents); its
+        workers die with their raylet."""
+        import json
+
+        with self._get("/nodes?view=summary", 5) as r:
+            nodes = json.load(r)["data"]["summary"]
+        (port,) = [n["raylet"]["nodeManagerPort"] for n in nodes if n["raylet"]["nodeId"] == node_id]
+        index = self.node_manager_ports.index(port)
+        assert index > 0, "not killing the head"
+        os.killpg(self.procs[index].pid, signal.SIGKILL)
+        self.procs[index].wait()
 
     def _wait(self, ok, timeout: float, what: str) -> None:
         end = time.monotonic() + timeout

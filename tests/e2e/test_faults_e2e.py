@@ -203,3 +203,36 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
+
+
+def test_node_loss_mid_sweep_loses_nothing(random_run, tmp_path):
+    """R1: the worker node hosting a generation engine is lost mid-sweep; the engine restarts on the
+    spare node and the sweep completes with every item ok and no duplicate row."""
+    temp = Path(tempfile.mkdtemp(prefix="rn-", dir="/tmp"))
+    cluster = LocalRayCluster(temp, cpus_per_node=1)
+    cluster.start(workers=2)   # head + 2 workers, one CPU each: 2 engines and one spare CPU
+    try:
+        out = tmp_path / "results"
+        env = {**cluster.env, "RAY_ADDRESS": cluster.gcs_address}
+        args = [f"models.0.path={random_run}", f"output.dir={out}", "sampling.seeds=4", "sampling.max_tokens=24",
+                "scenarios.families=[blackmail]", "generation.batch_size=4", "generation.num_actors=2",
+                "wandb.mode=disabled"]
+        s = Sweep(env, args)
+        deadline = time.monotonic() + 420
+        while not _parquet_files(out):
+            assert s.p.poll() is None and time.monotonic() < deadline, s.output[-3000:]
+            time.sleep(0.2)
+        roles = cluster.node_ids()
+        alive = [a for a in cluster.actors("GenerationActor") if a["state"] == "ALIVE"]
+        victim = next(a["node_id"] for a in alive if roles.get(a["node_id"]) == "worker")
+        rows_before = sum(pq.read_metadata(f).num_rows for f in _parquet_files(out))
+        cluster.kill_node(victim)
+        rc = s.wait(timeout=900)
+        assert rc == 0, s.output[-4000:]
+        counts = check_dataset(out, 3 * 4 * 4)
+        placed = [(a["node_id"][:8], roles.get(a["node_id"], "?"), a["state"]) for a in cluster.actors("GenerationActor")]
+        print(f"\nR1 node loss: killed node {victim[:8]} after {rows_before} rows; actors {placed}; {counts}; "
+              f"{[line for line in s.lines if 'resubmitted' in line]}")
+    finally:
+        cluster.stop()
+        shutil.rmtree(temp, ignore_errors=True)
