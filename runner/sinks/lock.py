@@ -28,9 +28,9 @@ class ResultsDirLock:
     """The exclusive writer lock on one results directory; a context manager.
 
     Creating the directory (and the lock file in it) is also the check that `output.dir` can be
-    written at all, done before Ray or any engine starts. If the lock created the directory and
-    the run left nothing else in it, release removes both, so a run that failed before writing
-    leaves no trace.
+    written at all, done before Ray or any engine starts. Release deletes the lock file, and the
+    directory too if the lock created it and the run left it empty, so a run that failed before
+    writing leaves no trace. Only a killed run leaves `_lock` behind, and it blocks nothing.
     """
 
     def __init__(self, root: str | Path, command: str = "runner"):
@@ -96,8 +96,10 @@ class ResultsDirLock:
             return
         fd, self._fd = self._fd, None
         try:
-            if self._created_root and [p.name for p in self.root.iterdir()] == [LOCK_NAME]:
-                (self.root / LOCK_NAME).unlink()  # still under our flock: nobody else holds it
+            # Removed while still under our flock, so a finished or refused run leaves no file
+            # behind; a contender that opened the old file notices (inode check) and retries.
+            (self.root / LOCK_NAME).unlink()
+            if self._created_root and not any(self.root.iterdir()):
                 self._remove_created_root()
         except OSError:
             pass

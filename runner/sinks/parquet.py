@@ -142,7 +142,7 @@ def check_results_dataset(root: str | Path) -> None:
                 continue
             path = Path(dirpath) / name
             rel = path.relative_to(root)
-            where = f"output.dir '{root}' holds {rel}"
+            where = f"not a results dataset: output.dir '{root}' holds {rel}"
             if not (len(rel.parts) == 2 and rel.parts[0].startswith(f"{PARTITION_COLUMN}=") and name.endswith(".parquet")):
                 raise UserError(f"{where}, which is not part of a results dataset (only "
                                 f"{PARTITION_COLUMN}=<family>/*.parquet belongs there); move it or choose another output.dir")

@@ -51,7 +51,7 @@ def test_lock_in_a_new_directory_leaves_nothing_when_nothing_was_written(tmp_pat
     assert not root.exists()
     with ResultsDirLock(root):
         (root / "_runs").mkdir()
-    assert sorted(p.name for p in root.iterdir()) == [LOCK_NAME, "_runs"]
+    assert sorted(p.name for p in root.iterdir()) == ["_runs"]  # the lock file goes with the run
 
 
 def test_uncreatable_directory_is_a_user_error(tmp_path):
