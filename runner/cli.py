@@ -127,12 +127,15 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
 
     config, overrides = _split_config_and_overrides(ns.args)
     cfg = load_config(config, overrides)
-    plan = plan_sweep(cfg)  # packs, checkpoints, grid: all checked before any engine starts
     if ns.dry_run:
+        plan = plan_sweep(cfg)
         print(f"{plan.total_items} items: families {', '.join(plan.families)}; "
               f"checkpoints {', '.join(c.key for c in plan.checkpoints)}; seeds {cfg.sampling.seeds}")
         return 0
+    # The writer lock first: an output.dir that cannot be written, or that another run writes,
+    # fails at once, before the demo run is built or any checkpoint is read.
     with results_writer(cfg.output.dir, "runner sweep"):
+        plan = plan_sweep(cfg)  # packs, checkpoints, grid: all checked before any engine starts
         start_ray(cfg)
         s = run_sweep(cfg, plan=plan)
     print(f"done in {s.wall_seconds:.1f}s: {s.rows_written} new rows, {s.skipped} items already done, "
