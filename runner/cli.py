@@ -5,6 +5,8 @@
     runner validate [PACK_DIR ...]               lint scenario packs, print family/condition counts
     runner grade RESULTS_DIR [CONFIG.yaml] [key=value ...]  re-grade a dataset (new grading version)
     runner report RESULTS_DIR [RESULTS_DIR ...] [-o report.html] [--png DIR]  one self-contained HTML report
+    runner submit [CONFIG.yaml] [key=value ...] [--watch RUN_DIR] [--follow]  as a Ray job on a cluster
+    runner jobs / runner stop JOB_ID             this tool's Ray jobs; stop one
 
 Bad input exits with status 2 and one clear message, no traceback. Neither `--help` nor
 `validate` imports vLLM or Ray.
@@ -15,7 +17,10 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from runner.errors import UserError
@@ -26,6 +31,8 @@ EPILOG = """examples:
   runner sweep models.0.path=/ckpts/my-rl-run 'scenarios.where={urgency: [replacement]}'
   runner validate scenarios/ ~/my-packs/
   runner grade results/demo grading.judge.enabled=true grading.judge.model=/models/judge
+  runner submit conf/cluster-gpu.yaml models.0.path=/data/rl-run output.dir=/data/evals/rl-run \\
+      --address http://HEAD:8265 --follow
   runner report results/demo                     # writes results/demo/_report.html
 """
 
@@ -102,18 +109,39 @@ def print_checkpoint_metrics(metrics: dict[str, dict], families: list[str] | Non
             print(f"    {awareness_summary(m)}")
 
 
+@contextmanager
+def results_writer(out_dir: str, command: str):
+    """Hold the one-writer lock on `out_dir` for the run (before Ray starts: a second run, an
+    uncreatable directory or a foreign/corrupt Parquet file there fails at once, exit 2), after
+    removing temporary files a killed run left."""
+    from runner.sinks.lock import ResultsDirLock
+    from runner.sinks.parquet import check_results_dataset, remove_stale_temporaries
+
+    with ResultsDirLock(out_dir, command) as lock:
+        stale = remove_stale_temporaries(lock.root)
+        if stale:
+            logging.getLogger("runner").warning("removed %d temporary file(s) left by a killed run in %s",
+                                                stale, lock.root)
+        check_results_dataset(lock.root)
+        yield lock
+
+
 def cmd_sweep(ns: argparse.Namespace) -> int:
     from runner.config import load_config
     from runner.sweep import plan_sweep, run_sweep
 
     config, overrides = _split_config_and_overrides(ns.args)
     cfg = load_config(config, overrides)
-    plan = plan_sweep(cfg)  # packs, checkpoints, grid: all checked before any engine starts
     if ns.dry_run:
+        plan = plan_sweep(cfg)
         print(f"{plan.total_items} items: families {', '.join(plan.families)}; "
               f"checkpoints {', '.join(c.key for c in plan.checkpoints)}; seeds {cfg.sampling.seeds}")
         return 0
-    s = run_sweep(cfg, plan=plan)
+    # The writer lock first: an output.dir that cannot be written, or that another run writes,
+    # fails at once, before the demo run is built or any checkpoint is read.
+    with results_writer(cfg.output.dir, "runner sweep"):
+        plan = plan_sweep(cfg)  # packs, checkpoints, grid: all checked before any engine starts
+        s = run_sweep(cfg, plan=plan)  # Ray starts only if work is left
     print(f"done in {s.wall_seconds:.1f}s: {s.rows_written} new rows, {s.skipped} items already done, "
           f"{s.errors} errors; generation {s.output_tokens} output tokens "
           f"({s.output_tokens / max(s.wall_seconds, 1e-9):.0f}/s over the run; engine loads {s.engine_load_seconds:.1f}s)")
@@ -141,7 +169,8 @@ def cmd_watch(ns: argparse.Namespace) -> int:
     cfg = load_config(config, overrides)
     opts = WatchOptions(poll_seconds=ns.poll, order=WatchOrder(ns.order), every_k=ns.every,
                         final_marker=ns.final_marker, max_polls=ns.max_polls)
-    done = watch(cfg, ns.run_dir, opts)
+    with results_writer(cfg.output.dir, "runner watch"):
+        done = watch(cfg, ns.run_dir, opts)
     print(f"watch stopped: evaluated {len(done)} checkpoint(s) this time: {', '.join(done) or 'none'}")
     print(f"results: {Path(cfg.output.dir).expanduser().resolve()}")
     report_after_run(cfg.report.auto, Path(cfg.output.dir).expanduser().resolve())
@@ -153,8 +182,9 @@ def cmd_grade(ns: argparse.Namespace) -> int:
 
     config, overrides = _split_config_and_overrides(ns.args)
     cfg = load_regrade_config(ns.results_dir, config, overrides)
-    plan = plan_regrade(cfg)  # dataset, packs, judge model: all checked before Ray starts
-    s = run_regrade(plan)
+    with results_writer(cfg.output.dir, "runner grade"):
+        plan = plan_regrade(cfg)  # dataset, packs, judge model: all checked before Ray starts
+        s = run_regrade(plan)
     if s.run_id is None:
         print(f"nothing to grade: all {s.skipped} items with an ok reply already have grading version "
               f"{s.grading_version}")
@@ -194,6 +224,67 @@ def cmd_report(ns: argparse.Namespace) -> int:
     if ns.png:
         print(f"png: {', '.join(r.plots)} in {Path(ns.png).expanduser().resolve()}")
     return 0
+
+
+def cmd_submit(ns: argparse.Namespace) -> int:
+    from runner import jobs
+    from runner.config import load_config
+
+    config, overrides = _split_config_and_overrides(ns.args)
+    cfg = load_config(config, overrides)  # bad input stops here: nothing is submitted
+    sub = jobs.prepare_submission(cfg, "watch" if ns.watch else "sweep", ns.watch)
+    client = jobs.connect(jobs.dashboard_address(ns.address, cfg))
+    job_id = jobs.submit(client, sub)
+    for note in jobs.secret_notes():
+        print(f"runner: {note}", file=sys.stderr)
+    print(f"submitted job {job_id}: {sub.metadata['command']} -> {cfg.output.dir}")
+    if not ns.follow:
+        print(f"follow it: runner submit ... --follow, or `ray job logs -f {job_id} --address {client.get_address()}`; "
+              f"stop it: runner stop {job_id}")
+        return 0
+    code = jobs.follow(client, job_id)
+    print(f"job {job_id}: {client.get_job_status(job_id).value} (exit {code})", file=sys.stderr)
+    return code
+
+
+def cmd_jobs(ns: argparse.Namespace) -> int:
+    from runner import jobs
+
+    client = jobs.connect(jobs.dashboard_address(ns.address))
+    found = jobs.list_jobs(client)
+    for j in found:
+        print(jobs.format_job(j))
+    if not found:
+        print("no jobs of this tool on the cluster")
+    return 0
+
+
+def cmd_stop(ns: argparse.Namespace) -> int:
+    from runner import jobs
+
+    client = jobs.connect(jobs.dashboard_address(ns.address))
+    stopped = jobs.stop(client, ns.job_id)
+    print(f"job {ns.job_id}: {'stop requested (SIGTERM; finished batches are kept)' if stopped else 'already finished'}")
+    return 0
+
+
+def add_job_commands(sub) -> None:
+    address = dict(default=None, help="the head node's dashboard, http://HEAD:8265 (default: ray.address or RAY_ADDRESS)")
+    s = sub.add_parser("submit", help="submit a sweep (or --watch) to a Ray cluster as a Ray job",
+                       description="Validate the config here, then run `runner sweep` (or `runner watch`) as a Ray "
+                                   "job on the cluster (the nodes run the runner package installed there).")
+    s.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value]")
+    s.add_argument("--address", **address)
+    s.add_argument("--watch", metavar="RUN_DIR", default=None, help="submit `runner watch RUN_DIR` instead of a sweep")
+    s.add_argument("--follow", action="store_true", help="stream the job's logs; exit with the job's status")
+    s.set_defaults(func=cmd_submit)
+    j = sub.add_parser("jobs", help="list this tool's Ray jobs with their state")
+    j.add_argument("--address", **address)
+    j.set_defaults(func=cmd_jobs)
+    t = sub.add_parser("stop", help="stop a submitted job (a re-submit resumes it)")
+    t.add_argument("job_id")
+    t.add_argument("--address", **address)
+    t.set_defaults(func=cmd_stop)
 
 
 def cmd_validate(ns: argparse.Namespace) -> int:
@@ -250,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="lint scenario packs and print family/condition counts")
     v.add_argument("packs", nargs="*", help="pack directories or directories of packs (default: shipped)")
     v.set_defaults(func=cmd_validate)
+    add_job_commands(sub)
     return p
 
 
@@ -257,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING,
                         format="[runner] %(levelname)s %(name)s: %(message)s")
+    _sigterm_as_interrupt()
     try:
         return ns.func(ns)
     except UserError as e:
@@ -264,7 +357,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("runner: interrupted; finished batches are saved and a re-run resumes after them", file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if _TERMINATED else signal.SIGINT)
+
+
+_TERMINATED: list[int] = []
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (`kill`, Slurm's time limit, `ray job stop`, Kubernetes) stops a run the way Ctrl-C
+    does: KeyboardInterrupt unwinds the run, finished batches stay, actors and W&B are closed."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        _TERMINATED.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

@@ -390,7 +390,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[List[str]
             if not p.is_file():
                 raise ConfigError(f"config file not found: {p}")
             try:
-                data = yaml.safe_load(p.read_text(encoding="utf-8"))
+                data = yaml.safe_load(_read_text(p))
             except yaml.YAMLError as e:
                 mark = getattr(e, "problem_mark", None)
                 where = f" (line {mark.line + 1})" if mark else ""
@@ -413,6 +413,16 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[List[str]
     assert isinstance(obj, SweepConfig)
     validate_config(obj)
     return obj
+
+
+def _read_text(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                          "give a YAML file") from None
+    except OSError as e:
+        raise ConfigError(f"config file {p} cannot be read: {e.strerror or e}") from None
 
 
 def validate_config(cfg: SweepConfig) -> None:

@@ -21,7 +21,8 @@ class ScenarioError(UserError):
 
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
-        super().__init__("invalid scenario pack:\n  - " + "\n  - ".join(self.problems))
+        super().__init__("invalid scenario pack: " + self.problems[0] if len(self.problems) == 1
+                         else "invalid scenario pack:\n  - " + "\n  - ".join(self.problems))
 
 
 class CheckpointError(UserError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
+import threading
 
 from runner.config import RayConfig
 from runner.errors import ConfigError, StartupError
@@ -23,10 +25,16 @@ def init_ray(cfg: RayConfig) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=cfg.log_to_driver)
     address = cfg.address or os.environ.get("RAY_ADDRESS")
+    main = threading.current_thread() is threading.main_thread()
+    ours = signal.getsignal(signal.SIGTERM) if main else None
     if address:
         ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=cfg.num_cpus, **kwargs)
+    if callable(ours):
+        # ray.init replaces SIGTERM's handler with its own (sys.exit). The CLI's makes SIGTERM
+        # stop a run the way Ctrl-C does (finished batches kept, actors and W&B closed): keep it.
+        signal.signal(signal.SIGTERM, ours)
 
 
 def cpu_env(index: int, threads: int, kv_gib: int, first_core: int = 0) -> dict[str, str]:

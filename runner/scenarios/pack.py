@@ -270,7 +270,12 @@ def _read_yaml(path: Path, label: str, problems: list[str]) -> dict | None:
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
-        problems.append(f"{label}: not valid YAML: {e}")
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problems.append(f"{label}: not valid YAML{where}: {getattr(e, 'problem', None) or str(e).splitlines()[0]}")
+        return None
+    except UnicodeDecodeError as e:
+        problems.append(f"{label}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})")
         return None
     if not isinstance(raw, dict):
         problems.append(f"{label}: must be a mapping")

@@ -1,7 +1,10 @@
 """The results dataset: Hive-partitioned Parquet (by `scenario`), append-only, atomic files.
 
-Each write goes to a hidden temporary file (readers skip names starting with '.' or '_') that
-is fsynced and renamed into place, so a crash never leaves a partial file that readers see.
+Each write goes to a hidden temporary file that is fsynced and renamed into place, so a crash
+never leaves a partial file that readers see. The temporary name starts with '.' (pyarrow and
+pandas skip it) and does not end in `.parquet` (DuckDB's `**/*.parquet` glob skips it); the
+next run into the directory, holding the writer lock (`runner.sinks.lock`), deletes any a
+killed run left behind.
 
     pyarrow.dataset.dataset(DIR, partitioning="hive")   # reads it; so do DuckDB and pandas
 """
@@ -15,6 +18,8 @@ from typing import Iterable
 
 SCHEMA_VERSION = 1
 PARTITION_COLUMN = "scenario"
+TMP_PREFIX = ".tmp-"
+TMP_SUFFIX = ".parquet.partial"
 
 
 def results_schema():
@@ -88,7 +93,7 @@ class ParquetSink:
             directory.mkdir(parents=True, exist_ok=True)
             self._seq += 1
             final = directory / f"part-{self.run_id}-{self._seq:06d}.parquet"
-            tmp = directory / f".tmp-{uuid.uuid4().hex}.parquet"
+            tmp = directory / f"{TMP_PREFIX}{uuid.uuid4().hex}{TMP_SUFFIX}"
             try:
                 pq.write_table(table, tmp)
                 with open(tmp, "rb") as fh:
@@ -99,6 +104,59 @@ class ParquetSink:
                     tmp.unlink()
             self.rows_written += len(part)
             self.files_written += 1
+
+
+def remove_stale_temporaries(root: str | Path) -> int:
+    """Delete temporary files a killed writer left. Call only while holding the writer lock:
+    then no live writer owns any of them. Returns how many were removed."""
+    removed = 0
+    for path in Path(root).glob(f"{PARTITION_COLUMN}=*/{TMP_PREFIX}*"):
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def check_results_dataset(root: str | Path) -> None:
+    """Refuse (UserError) an output.dir whose data files are not all readable results Parquet.
+
+    Dataset readers (pyarrow, DuckDB, pandas, resume) would fail on such a file halfway through a
+    run, or mix foreign rows in; checked before Ray starts. Only file footers are read.
+    """
+    import pyarrow.parquet as pq
+
+    from runner.errors import UserError
+
+    root = Path(root)
+    if not root.is_dir():
+        return
+    schema = results_schema()
+    required = ("item_id", "status", "run_id")
+    for dirpath, dirnames, filenames in os.walk(root):
+        # What dataset discovery skips: hidden and underscore names, at every level.
+        dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
+        for name in filenames:
+            if name.startswith((".", "_")):
+                continue
+            path = Path(dirpath) / name
+            rel = path.relative_to(root)
+            where = f"not a results dataset: output.dir '{root}' holds {rel}"
+            if not (len(rel.parts) == 2 and rel.parts[0].startswith(f"{PARTITION_COLUMN}=") and name.endswith(".parquet")):
+                raise UserError(f"{where}, which is not part of a results dataset (only "
+                                f"{PARTITION_COLUMN}=<family>/*.parquet belongs there); move it or choose another output.dir")
+            try:
+                file_schema = pq.read_schema(path)
+            except Exception as e:  # noqa: BLE001 -- any unreadable footer is the same user problem
+                raise UserError(f"{where}, a corrupt Parquet file ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); move it away and re-run") from None
+            missing = [c for c in required if c not in file_schema.names]
+            clash = [f.name for f in file_schema if f.name in schema.names and not f.type.equals(schema.field(f.name).type)]
+            if missing or clash:
+                why = f"no column {missing[0]}" if missing else f"column {clash[0]} has type {file_schema.field(clash[0]).type}"
+                raise UserError(f"{where}, a Parquet file that is not a results file ({why}); "
+                                f"move it away or choose another output.dir")
 
 
 def read_results(root: str | Path, columns: Iterable[str] | None = None, filter=None):
