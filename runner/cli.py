@@ -79,8 +79,12 @@ def print_checkpoint_metrics(metrics: dict[str, dict], families: list[str] | Non
         m = metrics[key]
         print(f"  {key}: harmful rate {_rate(m, 'overall')}  n={m.get('overall/n', 0)} "
               f"unscored={m.get('overall/unscored', 0)} errors={m.get('overall/errors', 0)}")
+        if m.get("overall/ambiguous"):
+            print(f"    ambiguous (left to a judge by the rules, not in n): {m['overall/ambiguous']}")
         fams = families or sorted({k.split("/", 1)[0] for k in m if k.endswith("/harmful_rate")} - {"overall"})
-        per_family = [f"{f} {m[f'{f}/harmful']}/{m[f'{f}/n']}" for f in fams if f"{f}/n" in m]
+        per_family = [f"{f} {m[f'{f}/harmful']}/{m[f'{f}/n']}" + (f" (+{m[f'{f}/ambiguous']} ambiguous)"
+                                                               if m.get(f"{f}/ambiguous") else "")
+                      for f in fams if f"{f}/n" in m]
         if len(per_family) > 1:
             print(f"    by family (harmful/n): {', '.join(per_family)}")
         if awareness_summary(m):

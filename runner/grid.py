@@ -49,9 +49,16 @@ class WorkItem:
     system: str
     user: str
     sampling: SamplingParams
+    # The pack's tools as OpenAI function declarations, JSON text ("" = none): passed to the
+    # chat template (`tools=`) and to APIs. Not part of item_id: the system prompt's tool
+    # documentation (`tools_block`) is rendered from the same declarations.
+    tools: str = ""
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+
+    def tool_list(self) -> list[dict] | None:
+        return json.loads(self.tools) if self.tools else None
 
     @property
     def engine_seed(self) -> int:
@@ -105,6 +112,7 @@ def expand_grid(
     params = SamplingParams.from_config(sampling)
     seeds = range(sampling.seed_start, sampling.seed_start + sampling.seeds)
     rendered = {} if rendered is None else rendered
+    tools = {pack.name: json.dumps(pack.tool_schemas()) for pack in packs}
     for ckpt in checkpoints:
         for pack in packs:
             for cond in pack.conditions(where):
@@ -117,5 +125,5 @@ def expand_grid(
                         item_id=make_item_id(sc.system, sc.user, params, ckpt, seed),
                         scenario=pack.name, condition=cond.id, model=ckpt.model,
                         checkpoint=ckpt.name, checkpoint_step=ckpt.step, seed=seed,
-                        system=sc.system, user=sc.user, sampling=params,
+                        system=sc.system, user=sc.user, sampling=params, tools=tools[pack.name],
                     )

@@ -37,6 +37,8 @@ class EngineSpec:
     # Where remote checkpoints (URIs) are copied before loading: `<cache_dir>/remote/` on the
     # actor's own node. Expanded on that node (`~` is the node's home).
     cache_dir: str = "~/.cache/misalign-runner"
+    # Native tool calls: auto | none | a vLLM tool parser name (runner/generation/tool_calls.py).
+    tool_parser: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class GenerationResult:
     error: str | None = None
     num_output_tokens: int = 0
     finish_reason: str | None = None
+    # Tool calls parsed at generation (the model's own format, by its vLLM tool parser, or the
+    # OpenAI API's `tool_calls`); None: not parsed here, the rule grader parses the text.
+    tool_calls: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class Completion:
     text: str
     num_output_tokens: int
     finish_reason: str | None
+    tool_calls: tuple | None = None     # see GenerationResult.tool_calls
 
 
 class PromptTooLongError(ValueError):
@@ -139,4 +145,4 @@ class Generator:
 
 def _ok(it: WorkItem, c: Completion) -> GenerationResult:
     return GenerationResult(it.item_id, "ok", response=c.text, num_output_tokens=c.num_output_tokens,
-                            finish_reason=c.finish_reason)
+                            finish_reason=c.finish_reason, tool_calls=c.tool_calls)
