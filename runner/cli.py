@@ -156,6 +156,16 @@ def cmd_grade(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge_eval(ns: argparse.Namespace) -> int:
+    from runner.bench.judge_eval import run_judge_eval
+    from runner.config import load_config
+
+    config, overrides = _split_config_and_overrides(ns.args)
+    cfg = load_config(config, ["grading.judge.enabled=true", *overrides])
+    run_judge_eval(cfg, Path(ns.reference))
+    return 0
+
+
 def cmd_validate(ns: argparse.Namespace) -> int:
     from runner.scenarios import load_packs
     from runner.scenarios.lint import summarize
@@ -195,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an optional YAML config, then overrides; grading.*, scenarios.* (packs, families), "
                         "ray.* and wandb.* apply")
     g.set_defaults(func=cmd_grade)
+    j = sub.add_parser("judge-eval", help="measure a judge (and the rules) against the hand-labelled reference set",
+                       description="Judge every reply of the reference set with grading.judge.* and print "
+                                   "accuracy, precision, recall and Cohen's kappa per family against the human labels.")
+    j.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value]",
+                   help="grading.judge.* picks the judge (model, backend, api); scenarios.* the packs")
+    j.add_argument("--reference", default=str(Path(__file__).resolve().parents[1] / "tests" / "data" /
+                                              "reference_replies.yaml"),
+                   help="the reference set (default: tests/data/reference_replies.yaml)")
+    j.set_defaults(func=cmd_judge_eval)
     v = sub.add_parser("validate", help="lint scenario packs and print family/condition counts")
     v.add_argument("packs", nargs="*", help="pack directories or directories of packs (default: shipped)")
     v.set_defaults(func=cmd_validate)

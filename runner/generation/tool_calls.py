@@ -92,7 +92,7 @@ class ReplyParser:
         """The calls vLLM's parser finds in `text` (private drafts removed); [] without one."""
         if self._parser is None:
             return []
-        public = PRIVATE_RE.sub("", text)
+        public = PRIVATE_RE.sub("", text).strip()  # pythonic wants the call list alone
         try:
             info = self._parser.extract_tool_calls(public, self._chat_request())
         except Exception as e:  # noqa: BLE001 -- a parser bug must not lose the reply: text fallback
