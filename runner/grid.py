@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator
 
 from runner.checkpoints import Checkpoint
@@ -50,9 +50,9 @@ class WorkItem:
     user: str
     sampling: SamplingParams
     # The pack's tools as OpenAI function declarations, JSON text ("" = none): passed to the
-    # chat template (`tools=`) and to APIs. Not part of item_id: the system prompt's tool
-    # documentation (`tools_block`) is rendered from the same declarations.
-    tools: str = ""
+    # chat template (`tools=`) and to APIs. Not part of item_id or equality: the system
+    # prompt's tool documentation (`tools_block`) is rendered from the same declarations.
+    tools: str = field(default="", compare=False)
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
