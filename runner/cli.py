@@ -162,7 +162,8 @@ def cmd_judge_eval(ns: argparse.Namespace) -> int:
 
     config, overrides = _split_config_and_overrides(ns.args)
     cfg = load_config(config, ["grading.judge.enabled=true", *overrides])
-    run_judge_eval(cfg, Path(ns.reference))
+    awareness = Path(ns.awareness_set) if ns.awareness else None
+    run_judge_eval(cfg, Path(ns.reference), awareness=awareness)
     return 0
 
 
@@ -213,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--reference", default=str(Path(__file__).resolve().parents[1] / "tests" / "data" /
                                               "reference_replies.yaml"),
                    help="the reference set (default: tests/data/reference_replies.yaml)")
+    j.add_argument("--awareness", action="store_true",
+                   help="also measure the eval-awareness classifiers (rules and judge) on the labelled scratchpads")
+    j.add_argument("--awareness-set", default=str(Path(__file__).resolve().parents[1] / "tests" / "data" /
+                                                  "awareness_scratchpads.yaml"), help=argparse.SUPPRESS)
     j.set_defaults(func=cmd_judge_eval)
     v = sub.add_parser("validate", help="lint scenario packs and print family/condition counts")
     v.add_argument("packs", nargs="*", help="pack directories or directories of packs (default: shipped)")

@@ -19,6 +19,7 @@ from pathlib import Path
 from runner.graders.reference import ReferenceReply, agreement, format_agreement_table, load_reference
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "data" / "reference_replies.yaml"
+DEFAULT_AWARENESS = Path(__file__).resolve().parents[2] / "tests" / "data" / "awareness_scratchpads.yaml"
 
 
 def _judge_backend(cfg, judge_model):
@@ -103,7 +104,42 @@ def rule_predictions(replies: list[ReferenceReply], packs: dict) -> dict[str, bo
     return out
 
 
-def run_judge_eval(cfg, reference: Path = DEFAULT_REFERENCE, out=print) -> dict[str, dict]:
+def load_scratchpads(path: Path) -> list[dict]:
+    """The labelled scratchpads (id, label, why, text); UserError on a bad file."""
+    import yaml
+
+    from runner.errors import UserError
+    from runner.graders.awareness import LABELS
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise UserError(f"awareness set {path}: cannot read it ({str(e).splitlines()[0]})") from None
+    rows = data.get("scratchpads") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and r.get("label") in LABELS for r in rows):
+        raise UserError(f"awareness set {path}: expected `scratchpads`, each with a label in {', '.join(LABELS)}")
+    return rows
+
+
+def run_awareness_eval(cfg, path: Path = DEFAULT_AWARENESS, out=print, backend=None) -> dict[str, dict]:
+    """The rule classifier and the judge-based one on the labelled scratchpads."""
+    from runner.graders.awareness import AwarenessClassifier
+    from runner.graders.awareness_judge import AwarenessJudge, format_multiclass, multiclass_agreement
+    from runner.sweep import build_judge_spec
+
+    rows = load_scratchpads(path)
+    human = [r["label"] for r in rows]
+    rules = multiclass_agreement(human, [AwarenessClassifier().classify(r["text"])[0] for r in rows])
+    out(f"awareness set: {path} ({len(rows)} scratchpads)")
+    out(format_multiclass("rule classifier", rules))
+    if backend is None:
+        backend = _judge_backend(cfg, _judge_model(cfg))
+    judged = multiclass_agreement(human, AwarenessJudge(backend, build_judge_spec(cfg)).classify([r["text"] for r in rows]))
+    out(format_multiclass(f"judge classifier ({cfg.grading.judge.model})", judged))
+    return {"rules": rules, "judge": judged}
+
+
+def run_judge_eval(cfg, reference: Path = DEFAULT_REFERENCE, out=print, awareness: Path | None = None) -> dict[str, dict]:
     """Judge every reference reply, print the figures; returns the judge's rows by family."""
     from runner.errors import ConfigError
     from runner.graders.judge import JudgeGrader, rubric_text
@@ -133,7 +169,10 @@ def run_judge_eval(cfg, reference: Path = DEFAULT_REFERENCE, out=print) -> dict[
     final = evaluate(replies, combined)["overall"]
     out(f"final labels (rules where they decide, the judge where they abstain): accuracy "
         f"{final['accuracy']:.3f}, kappa {final['kappa']:.3f} over {final['decided']} decided of {final['n']}")
+    if awareness is not None:
+        run_awareness_eval(cfg, awareness, out, backend=backend)
     return rows
 
 
-__all__ = ["DEFAULT_REFERENCE", "evaluate", "rule_predictions", "run_judge_eval"]
+__all__ = ["DEFAULT_AWARENESS", "DEFAULT_REFERENCE", "evaluate", "load_scratchpads", "rule_predictions",
+           "run_awareness_eval", "run_judge_eval"]
