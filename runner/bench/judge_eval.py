@@ -151,7 +151,8 @@ def run_judge_eval(cfg, reference: Path = DEFAULT_REFERENCE, out=print, awarenes
     missing = sorted({r.family for r in replies} - set(packs))
     if missing:
         raise ConfigError(f"config error: the reference set has families without a loaded pack: {', '.join(missing)}")
-    rules = evaluate(replies, rule_predictions(replies, packs))
+    by_rules = rule_predictions(replies, packs)
+    rules = evaluate(replies, by_rules)
     out(f"reference set: {reference} ({len(replies)} replies)")
     out("rule grader (undecided: left to the judge, needs_judge):\n" + format_agreement_table(rules))
 
@@ -164,8 +165,7 @@ def run_judge_eval(cfg, reference: Path = DEFAULT_REFERENCE, out=print, awarenes
     rows = evaluate(replies, verdicts)
     out(f"judge {cfg.grading.judge.model} ({cfg.grading.judge.backend.value}) "
         f"(undecided: no parseable verdict):\n" + format_agreement_table(rows))
-    combined = {r.id: verdicts[r.id] if rules_pred is None else rules_pred
-                for r in replies for rules_pred in [rule_predictions([r], packs)[r.id]]}
+    combined = {r.id: verdicts[r.id] if by_rules[r.id] is None else by_rules[r.id] for r in replies}
     final = evaluate(replies, combined)["overall"]
     out(f"final labels (rules where they decide, the judge where they abstain): accuracy "
         f"{final['accuracy']:.3f}, kappa {final['kappa']:.3f} over {final['decided']} decided of {final['n']}")
