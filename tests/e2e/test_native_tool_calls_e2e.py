@@ -1,6 +1,6 @@
 """The same acts written in four models' native tool-call formats give the same evidence as the
 text format, through vLLM's own parser classes (hermes, llama3_json, mistral, pythonic) on the
-demo tokenizer (which carries the special tokens those formats need). The real engine path
+demo tokenizer (built here; it carries the special tokens those formats need). The real engine path
 (chat template with `tools`, `auto` -> hermes, parsed at generation) is
 tests/e2e/test_planted_e2e.py.
 """
@@ -49,10 +49,11 @@ def native(fmt, tool, args):
 
 
 @pytest.fixture(scope="module")
-def tokenizer(demo_run):
-    from transformers import AutoTokenizer
+def tokenizer(tmp_path_factory):
+    """The demo's tokenizer (its chat template and special tokens), built alone: no weights needed."""
+    from runner.demo import TinyLlamaSpec, build_tokenizer
 
-    return AutoTokenizer.from_pretrained(demo_run / "checkpoint-100")
+    return build_tokenizer(tmp_path_factory.mktemp("demo-tokenizer"), TinyLlamaSpec().vocab_size, REPO / "scenarios")
 
 
 @pytest.fixture(scope="module")
