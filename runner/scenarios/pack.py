@@ -9,6 +9,9 @@ Conditions: the design blocks (each a product of value lists, the pack is their 
 base conditions; option variables (`options:` maps each to its default) multiply them only
 when `where` asks for other values. An option at its default is left out of the condition id,
 so adding an option never changes the ids (or item ids) of existing samples.
+
+Loading and validation live in `loader.py`, tool declarations in `tools.py`, the checks in
+`checks.py`.
 """
 
 from __future__ import annotations
