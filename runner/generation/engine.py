@@ -75,7 +75,7 @@ class Backend(Protocol):
 
     def load(self, ckpt: Checkpoint) -> None: ...
 
-    def prompt_length(self, messages: list[dict[str, str]]) -> int: ...
+    def prompt_length(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> int: ...
 
     def complete(self, items: Sequence[WorkItem]) -> list[Completion]: ...
 
@@ -103,7 +103,7 @@ class Generator:
         results: dict[str, GenerationResult] = {}
         runnable = []
         for it in items:
-            n = self.backend.prompt_length(it.messages())
+            n = self.backend.prompt_length(it.messages(), it.tool_list())  # the tools are in the prompt too
             # vLLM needs room for at least one generated token.
             if n >= self.spec.max_model_len:
                 results[it.item_id] = GenerationResult(

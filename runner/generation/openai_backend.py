@@ -203,12 +203,15 @@ class OpenAIBackend:
                               "length; set it in config (grading.judge.max_model_len for the judge)")
         return min(known)
 
-    def prompt_length(self, messages: list[dict[str, str]]) -> int:
+    def prompt_length(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> int:
         """Exact from vLLM's `/tokenize` when the server has it, else the estimate (module doc)."""
+        tools = tools if self._send_tools else None  # what the chat request will carry
         if self._tokenize:
             try:
-                reply = self._request("POST", f"{self._root}/tokenize",
-                                      {"model": self.model, "messages": messages, "add_generation_prompt": True})
+                body = {"model": self.model, "messages": messages, "add_generation_prompt": True}
+                if tools:
+                    body["tools"] = tools
+                reply = self._request("POST", f"{self._root}/tokenize", body)
                 return int(reply["count"])
             except ApiError as e:
                 if e.status not in (404, 405):
@@ -217,7 +220,7 @@ class OpenAIBackend:
                 self._tokenize = False
             except (KeyError, TypeError, ValueError):
                 raise ApiError(f"POST {self._root}/tokenize: unexpected reply") from None
-        return estimate_tokens(messages)
+        return estimate_tokens(messages) + (math.ceil(len(json.dumps(tools)) / CHARS_PER_TOKEN) if tools else 0)
 
     # -- completions ----------------------------------------------------------------------------
     def _chat(self, body: dict) -> Completion:

@@ -195,8 +195,8 @@ class VllmBackend:
             ids = ids["input_ids"]
         return list(ids)
 
-    def prompt_length(self, messages: list[dict[str, str]]) -> int:
-        return len(self._prompt_ids(messages))
+    def prompt_length(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> int:
+        return len(self._prompt_ids(messages, tools))
 
     def complete(self, items: Sequence[WorkItem]) -> list[Completion]:
         vllm = import_vllm()
