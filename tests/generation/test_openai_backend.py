@@ -474,3 +474,11 @@ def test_a_server_without_tool_calling_gets_no_tools_and_the_text_format_is_used
     outs = b.complete([tool_item(0)]) + b.complete([tool_item(1)])
     assert all(c.tool_calls is None for c in outs)  # the rule grader parses the text
     assert [("tools" in x) for x in srv.chat_bodies()] == [True, False, False]  # refused once, then not sent
+
+
+def test_prompt_lengths_count_the_tools(server):
+    srv = server()
+    backend_for(srv).prompt_length(CHAT, TOOLS)
+    assert [b for m, p, h, b in srv.requests if p == "/tokenize"][0]["tools"] == TOOLS
+    estimated = backend_for(server(), vllm_extensions=False).prompt_length(CHAT, TOOLS)
+    assert estimated > estimate_tokens(CHAT)
