@@ -101,8 +101,12 @@ def print_checkpoint_metrics(metrics: dict[str, dict], families: list[str] | Non
         m = metrics[key]
         print(f"  {key}: harmful rate {_rate(m, 'overall')}  n={m.get('overall/n', 0)} "
               f"unscored={m.get('overall/unscored', 0)} errors={m.get('overall/errors', 0)}")
+        if m.get("overall/ambiguous"):
+            print(f"    ambiguous (left to a judge by the rules, not in n): {m['overall/ambiguous']}")
         fams = families or sorted({k.split("/", 1)[0] for k in m if k.endswith("/harmful_rate")} - {"overall"})
-        per_family = [f"{f} {m[f'{f}/harmful']}/{m[f'{f}/n']}" for f in fams if f"{f}/n" in m]
+        per_family = [f"{f} {m[f'{f}/harmful']}/{m[f'{f}/n']}" + (f" (+{m[f'{f}/ambiguous']} ambiguous)"
+                                                               if m.get(f"{f}/ambiguous") else "")
+                      for f in fams if f"{f}/n" in m]
         if len(per_family) > 1:
             print(f"    by family (harmful/n): {', '.join(per_family)}")
         if awareness_summary(m):
@@ -287,6 +291,17 @@ def add_job_commands(sub) -> None:
     t.set_defaults(func=cmd_stop)
 
 
+def cmd_judge_eval(ns: argparse.Namespace) -> int:
+    from runner.bench.judge_eval import run_judge_eval
+    from runner.config import load_config
+
+    config, overrides = _split_config_and_overrides(ns.args)
+    cfg = load_config(config, ["grading.judge.enabled=true", *overrides])
+    awareness = Path(ns.awareness_set) if ns.awareness else None
+    run_judge_eval(cfg, Path(ns.reference), awareness=awareness)
+    return 0
+
+
 def cmd_validate(ns: argparse.Namespace) -> int:
     from runner.scenarios import load_packs
     from runner.scenarios.lint import summarize
@@ -338,6 +353,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--transcripts", type=int, default=2000, metavar="N",
                    help="transcripts embedded in the browser at most (default 2000)")
     r.set_defaults(func=cmd_report)
+    j = sub.add_parser("judge-eval", help="measure a judge (and the rules) against the hand-labelled reference set",
+                       description="Judge every reply of the reference set with grading.judge.* and print "
+                                   "accuracy, precision, recall and Cohen's kappa per family against the human labels.")
+    j.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value]",
+                   help="grading.judge.* picks the judge (model, backend, api); scenarios.* the packs")
+    j.add_argument("--reference", default=str(Path(__file__).resolve().parents[1] / "tests" / "data" /
+                                              "reference_replies.yaml"),
+                   help="the reference set (default: tests/data/reference_replies.yaml)")
+    j.add_argument("--awareness", action="store_true",
+                   help="also measure the eval-awareness classifiers (rules and judge) on the labelled scratchpads")
+    j.add_argument("--awareness-set", default=str(Path(__file__).resolve().parents[1] / "tests" / "data" /
+                                                  "awareness_scratchpads.yaml"), help=argparse.SUPPRESS)
+    j.set_defaults(func=cmd_judge_eval)
     v = sub.add_parser("validate", help="lint scenario packs and print family/condition counts")
     v.add_argument("packs", nargs="*", help="pack directories or directories of packs (default: shipped)")
     v.set_defaults(func=cmd_validate)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -204,6 +205,10 @@ class GenerationConfig:
     weight_swap: bool = True
     # Extra keyword arguments passed to `vllm.LLM(...)` as they are.
     engine_kwargs: Dict[str, Any] = field(default_factory=dict)
+    # How replies' native tool calls are read: `auto` (from the model's chat template; the
+    # text format when it declares no tool format), `none` (the text format only), or a vLLM
+    # tool parser name: hermes, llama3_json, mistral, pythonic, ... (runner/generation/tool_calls.py).
+    tool_parser: str = "auto"
 
 
 @dataclass
@@ -445,6 +450,9 @@ def validate_config(cfg: SweepConfig) -> None:
             problems.append(f"generation.{key} must be >= 1 (got {getattr(g, key)})")
     if not 0 < g.gpu_memory_utilization <= 1:
         problems.append(f"generation.gpu_memory_utilization must be in (0, 1] (got {g.gpu_memory_utilization})")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", g.tool_parser or ""):
+        problems.append(f"generation.tool_parser must be auto, none or a vLLM tool parser name such as hermes, "
+                        f"llama3_json, mistral, pythonic (got {g.tool_parser!r})")
     if cfg.wandb.attach_run_id and len(cfg.models) > 1:
         problems.append("wandb.attach_run_id attaches one model's curves to one run; list a single model")
     if cfg.wandb.transcripts_per_checkpoint < 0:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from runner.checkpoints import Checkpoint
@@ -49,9 +49,16 @@ class WorkItem:
     system: str
     user: str
     sampling: SamplingParams
+    # The pack's tools as OpenAI function declarations, JSON text ("" = none): passed to the
+    # chat template (`tools=`) and to APIs. Not part of item_id or equality: the system
+    # prompt's tool documentation (`tools_block`) is rendered from the same declarations.
+    tools: str = field(default="", compare=False)
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+
+    def tool_list(self) -> list[dict] | None:
+        return json.loads(self.tools) if self.tools else None
 
     @property
     def engine_seed(self) -> int:
@@ -136,12 +143,13 @@ def expand_grid(
     params = SamplingParams.from_config(sampling)
     seeds = range(sampling.seed_start, sampling.seed_start + sampling.seeds)
     rendered = {} if rendered is None else rendered
+    tools = {pack.name: json.dumps(pack.tool_schemas()) for pack in packs}
     for ckpt in checkpoints:
         for family, condition, sc in _rendered_conditions(packs, where, rendered):
             item_id = item_id_hasher(sc.system, sc.user, params, ckpt)
             for seed in seeds:
                 yield WorkItem(item_id(seed), family, condition, ckpt.model, ckpt.name, ckpt.step, seed,
-                               sc.system, sc.user, params)
+                               sc.system, sc.user, params, tools=tools[family])
 
 
 def grid_item_ids(

@@ -127,7 +127,8 @@ def plan_regrade(cfg: SweepConfig) -> RegradePlan:
             unbuildable.append((row, why))
             continue
         result = GenerationResult(row["item_id"], "ok", row["response"] or "", None,
-                                  row["num_output_tokens"] or 0, row["finish_reason"])
+                                  row["num_output_tokens"] or 0, row["finish_reason"],
+                                  tool_calls=row.get("tool_calls"))  # the calls as parsed at generation
         todo.append((item, result, row))
     return RegradePlan(cfg, root, pack_dirs, [p.name for p in packs], packs, version, todo, unbuildable,
                        already=len({r["item_id"] for r in generated} & graded), ok_items=len(generated),
@@ -279,7 +280,7 @@ def _read_dataset(root: Path, cols: list[str] | None = None):
 
     from runner.sinks.parquet import read_results
 
-    cols = cols or [*GENERATION_COLUMNS, "created_at", "grading_version", "unscored_reason"]
+    cols = cols or [*GENERATION_COLUMNS, "created_at", "grading_version", "unscored_reason", "tool_calls"]
     try:
         return read_results(root, columns=cols)
     except (pa.ArrowException, OSError) as e:

@@ -55,7 +55,8 @@ def build_engine_spec(cfg: SweepConfig, device: str) -> EngineSpec:
                       max_model_len=g.max_model_len, cpu_kv_cache_gib=g.cpu_kv_cache_gib,
                       gpu_memory_utilization=g.gpu_memory_utilization, max_retries=g.max_retries,
                       weight_swap=g.weight_swap, engine_kwargs=kwargs,
-                      cache_dir=cfg.cache_dir)  # remote checkpoints are copied there
+                      cache_dir=cfg.cache_dir,  # remote checkpoints are copied there
+                      tool_parser=g.tool_parser)
 
 
 def build_judge_engine_spec(cfg: SweepConfig, device: str, judge_model: Checkpoint) -> EngineSpec:

@@ -44,6 +44,8 @@ class EngineSpec:
     # Where remote checkpoints (URIs) are copied before loading: `<cache_dir>/remote/` on the
     # actor's own node. Expanded on that node (`~` is the node's home).
     cache_dir: str = "~/.cache/misalign-runner"
+    # Native tool calls: auto | none | a vLLM tool parser name (runner/generation/tool_calls.py).
+    tool_parser: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class GenerationResult:
     error: str | None = None
     num_output_tokens: int = 0
     finish_reason: str | None = None
+    # Tool calls parsed at generation (the model's own format, by its vLLM tool parser, or the
+    # OpenAI API's `tool_calls`); None: not parsed here, the rule grader parses the text.
+    tool_calls: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class Completion:
     text: str
     num_output_tokens: int
     finish_reason: str | None
+    tool_calls: tuple | None = None     # see GenerationResult.tool_calls
 
 
 class PromptTooLongError(ValueError):
@@ -76,7 +82,7 @@ class Backend(Protocol):
 
     def load(self, ckpt: Checkpoint) -> None: ...
 
-    def prompt_length(self, messages: list[dict[str, str]]) -> int: ...
+    def prompt_length(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> int: ...
 
     def complete(self, items: Sequence[WorkItem]) -> list[Completion]: ...
 
@@ -167,7 +173,7 @@ class Generator:
         results: dict[str, GenerationResult] = {}
         runnable = []
         for it in items:
-            n = self.backend.prompt_length(it.messages())
+            n = self.backend.prompt_length(it.messages(), it.tool_list())  # the tools are in the prompt too
             # vLLM needs room for at least one generated token.
             if n >= self.spec.max_model_len:
                 results[it.item_id] = GenerationResult(
@@ -209,4 +215,4 @@ class Generator:
 
 def _ok(it: WorkItem, c: Completion) -> GenerationResult:
     return GenerationResult(it.item_id, "ok", response=c.text, num_output_tokens=c.num_output_tokens,
-                            finish_reason=c.finish_reason)
+                            finish_reason=c.finish_reason, tool_calls=c.tool_calls)

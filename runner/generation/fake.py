@@ -18,7 +18,7 @@ class FakeBackend:
     def load(self, ckpt: Checkpoint) -> None:
         self.loads.append(ckpt.key)
 
-    def prompt_length(self, messages) -> int:
+    def prompt_length(self, messages, tools=None) -> int:
         return sum(len(m["content"].split()) for m in messages)
 
     def complete(self, items: Sequence[WorkItem]) -> list[Completion]:

@@ -107,6 +107,7 @@ class OpenAIBackend:
         self._server_len: int | None = None
         self._tokenize = spec.vllm_extensions     # turned off when the server has no /tokenize
         self.counts = {"requests": 0, "retries": 0}
+        self._send_tools = True                   # off once the server refuses `tools`
 
     def __repr__(self) -> str:  # no key, ever
         return f"OpenAIBackend(base_url={self.spec.base_url!r}, model={self.model!r})"
@@ -202,12 +203,15 @@ class OpenAIBackend:
                               "length; set it in config (grading.judge.max_model_len for the judge)")
         return min(known)
 
-    def prompt_length(self, messages: list[dict[str, str]]) -> int:
+    def prompt_length(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> int:
         """Exact from vLLM's `/tokenize` when the server has it, else the estimate (module doc)."""
+        tools = tools if self._send_tools else None  # what the chat request will carry
         if self._tokenize:
             try:
-                reply = self._request("POST", f"{self._root}/tokenize",
-                                      {"model": self.model, "messages": messages, "add_generation_prompt": True})
+                body = {"model": self.model, "messages": messages, "add_generation_prompt": True}
+                if tools:
+                    body["tools"] = tools
+                reply = self._request("POST", f"{self._root}/tokenize", body)
                 return int(reply["count"])
             except ApiError as e:
                 if e.status not in (404, 405):
@@ -216,17 +220,32 @@ class OpenAIBackend:
                 self._tokenize = False
             except (KeyError, TypeError, ValueError):
                 raise ApiError(f"POST {self._root}/tokenize: unexpected reply") from None
-        return estimate_tokens(messages)
+        return estimate_tokens(messages) + (math.ceil(len(json.dumps(tools)) / CHARS_PER_TOKEN) if tools else 0)
 
     # -- completions ----------------------------------------------------------------------------
     def _chat(self, body: dict) -> Completion:
         url = f"{self._base}/chat/completions"
-        data = self._request("POST", url, body)
+        try:
+            data = self._request("POST", url, body)
+        except ApiError as e:
+            if not (e.status == 400 and "tools" in body and "tool" in str(e).lower()):
+                raise
+            # A server without tool calling (`vllm serve` without --enable-auto-tool-choice
+            # --tool-call-parser NAME): the prompt's text format still works; say so once.
+            if self._send_tools:
+                log.warning("%s refuses `tools` (%s); sending none: replies are read in the text format",
+                            self.spec.base_url, str(e)[:200])
+            self._send_tools = False
+            body = {k: v for k, v in body.items() if k not in ("tools", "tool_choice")}
+            data = self._request("POST", url, body)
         try:
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
             usage = data.get("usage") or {}
-            return Completion(text, int(usage.get("completion_tokens") or 0), choice.get("finish_reason"))
+            calls = api_tool_calls(choice["message"].get("tool_calls"))
+            if calls is not None:
+                text = with_call_blocks(text, calls)
+            return Completion(text, int(usage.get("completion_tokens") or 0), choice.get("finish_reason"), calls)
         except (KeyError, IndexError, TypeError, AttributeError, ValueError):
             raise ApiError(f"POST {url}: unexpected reply {json.dumps(data)[:200]!r}") from None
 
@@ -245,6 +264,11 @@ class OpenAIBackend:
     def complete(self, items: Sequence[WorkItem]) -> list[Completion]:
         bodies = [self._body(it.messages(), temperature=it.sampling.temperature, top_p=it.sampling.top_p,
                              max_tokens=it.sampling.max_tokens, seed=it.engine_seed) for it in items]
+        for body, it in zip(bodies, items):
+            tools = it.tool_list() if hasattr(it, "tool_list") else None
+            if tools and self._send_tools:  # native tool calling; the server's parser fills `tool_calls`
+                body["tools"] = tools
+                body["tool_choice"] = "auto"
         return self._map(self._chat, bodies)
 
     def complete_chats(self, chats: Sequence[list[dict[str, str]]], *, temperature: float, max_tokens: int,
@@ -253,6 +277,28 @@ class OpenAIBackend:
         bodies = [self._body(m, temperature=temperature, max_tokens=max_tokens, seed=s, regex=regex)
                   for m, s in zip(chats, seeds)]
         return self._map(self._chat, bodies)
+
+
+def api_tool_calls(raw) -> tuple | None:
+    """The reply's `tool_calls` (OpenAI shape) as ToolCalls; None when the server sent none,
+    so the rule grader reads the reply's text (the text format) instead."""
+    if not raw:
+        return None
+    from runner.generation.tool_calls import native_call
+
+    calls = []
+    for c in raw:
+        fn = c.get("function") if isinstance(c, dict) else None
+        if isinstance(fn, dict) and fn.get("name"):
+            calls.append(native_call(fn["name"], fn.get("arguments") or "{}"))
+    return tuple(calls) or None
+
+
+def with_call_blocks(text: str, calls: tuple) -> str:
+    """The reply as stored (`response`): its text, then each API tool call as a `<tool_call>` JSON
+    block, so the judge and a reader see every act, not only the prose around it."""
+    blocks = [json.dumps({"name": c.tool, "arguments": c.args}, ensure_ascii=False) for c in calls]
+    return "\n".join([text.rstrip(), *(f"<tool_call>\n{b}\n</tool_call>" for b in blocks)]).strip()
 
 
 def estimate_tokens(messages: list[dict[str, str]]) -> int:
@@ -298,5 +344,5 @@ def wait_for_server(base_url: str, timeout_s: float, api_key: str | None = None)
     raise ApiError(f"{base_url} did not answer within {timeout_s:.0f}s ({last})")
 
 
-__all__ = ["ApiError", "ApiSpec", "OpenAIBackend", "estimate_tokens", "read_api_key", "server_root",
+__all__ = ["ApiError", "ApiSpec", "OpenAIBackend", "api_tool_calls", "estimate_tokens", "read_api_key", "server_root",
            "wait_for_server"]

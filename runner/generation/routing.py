@@ -43,8 +43,8 @@ class RoutedBackend:
         backend.load(ckpt)
         self.current = backend
 
-    def prompt_length(self, messages: list[dict[str, str]]) -> int:
-        return self.current.prompt_length(messages)
+    def prompt_length(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> int:
+        return self.current.prompt_length(messages, tools)
 
     def complete(self, items: Sequence[WorkItem]) -> list[Completion]:
         return self.current.complete(items)

@@ -105,6 +105,7 @@ class VllmBackend:
         self.lora = None                 # the LoRARequest sent with every request, or None
         self.lora_rank = 0               # max_lora_rank of the running engine (0: LoRA off)
         self._lora_ids: dict[tuple, int] = {}
+        self.reply_parser = None         # native tool calls (runner/generation/tool_calls.py)
 
     def load(self, ckpt: Checkpoint) -> None:
         ckpt = localize_checkpoint(ckpt, self.spec.cache_dir)  # remote -> this node's disk
@@ -190,6 +191,7 @@ class VllmBackend:
         self.llm = vllm.LLM(**kwargs)
         self.loop.attach(self.llm.llm_engine)
         self.tokenizer = self.llm.get_tokenizer()
+        self._build_reply_parser()
         self.ckpt = ckpt
         self.signature = sig
         self.lora_rank = lora_rank
@@ -206,27 +208,46 @@ class VllmBackend:
             self.llm = None
             gc.collect()
 
-    def _prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+    def _prompt_ids(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> list[int]:
+        extra = {"tools": tools} if tools else {}  # the chat template declares the pack's tools natively
         with self._tok_lock:
-            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **extra)
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
             ids = ids["input_ids"]
         return list(ids)
 
-    def prompt_length(self, messages: list[dict[str, str]]) -> int:
-        return len(self._prompt_ids(messages))
+    def prompt_length(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> int:
+        return len(self._prompt_ids(messages, tools))
 
     def complete(self, items: Sequence[WorkItem]) -> list[Completion]:
         vllm = import_vllm()
         from vllm.inputs import TokensPrompt
 
-        prompts = [TokensPrompt(prompt_token_ids=self._prompt_ids(it.messages())) for it in items]
+        prompts = [TokensPrompt(prompt_token_ids=self._prompt_ids(it.messages(), it.tool_list())) for it in items]
         params = [
             vllm.SamplingParams(temperature=it.sampling.temperature, top_p=it.sampling.top_p,
-                                max_tokens=it.sampling.max_tokens, seed=it.engine_seed)
+                                max_tokens=it.sampling.max_tokens, seed=it.engine_seed,
+                                skip_special_tokens=self._skip_special_tokens())
             for it in items
         ]
-        return self._generate(prompts, params, lora=self.lora)
+        return self._with_tool_calls(self._generate(prompts, params, lora=self.lora), items)
+
+    # -- native tool calls (runner/generation/tool_calls.py) ----------------------------------
+    def _build_reply_parser(self) -> None:
+        from runner.generation.tool_calls import build_reply_parser
+
+        self.reply_parser = build_reply_parser(self.tokenizer, self.spec.tool_parser)
+
+    def _skip_special_tokens(self) -> bool:
+        # Tool-call markers (`<tool_call>`, `[TOOL_CALLS]`, `<|python_tag|>`) are special tokens in
+        # many vocabularies; a native parser must see them in the text.
+        return self.reply_parser is None or self.reply_parser.name == "none"
+
+    def _with_tool_calls(self, completions: list[Completion], items: Sequence[WorkItem]) -> list[Completion]:
+        from runner.generation.tool_calls import attach_tool_calls
+
+        with self._tok_lock:  # vLLM's tool parsers keep per-call state; one thread at a time
+            return attach_tool_calls(self.reply_parser, completions, items)
 
     def _generate(self, prompts, params, lora=None) -> list[Completion]:
         """Through the engine loop: these requests join whatever is decoding. A request the

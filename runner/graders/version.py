@@ -24,7 +24,8 @@ from typing import Any, Iterable
 from runner.graders.awareness import CLASSIFIER_VERSION
 
 # Bump when the rule grader's own code (tool-call parsing, check matching) changes its labels.
-RULE_GRADER_VERSION = 1
+# 2: `ambiguous` checks (needs_judge), calls parsed at generation graded as stored.
+RULE_GRADER_VERSION = 2
 _JUDGE_RESOURCE_KEYS = {"num_actors", "cpu_threads_per_actor", "num_gpus_per_actor"}
 _API_TRANSPORT_KEYS = {"api_key_env", "require_api_key", "max_concurrency", "timeout_seconds", "max_retries",
                        "backoff_seconds"}
@@ -34,7 +35,7 @@ def grading_identity(grading, packs: Iterable) -> dict[str, Any]:
     """The plain data the version hashes (GradingConfig plus the scenario packs graded)."""
     from omegaconf import OmegaConf
 
-    from runner.graders.judge import rubric_text, rubric_version
+    from runner.graders.judge import JUDGE_SYSTEM, rubric_text, rubric_version
 
     packs = sorted(packs, key=lambda p: p.name)
     ident: dict[str, Any] = {"awareness": CLASSIFIER_VERSION, "rules": bool(grading.rules)}
@@ -50,6 +51,7 @@ def grading_identity(grading, packs: Iterable) -> dict[str, Any]:
         elif isinstance(settings.get("api"), dict):
             settings["api"] = {k: v for k, v in settings["api"].items() if k not in _API_TRANSPORT_KEYS}
         ident["judge"] = settings
+        ident["judge_prompt"] = rubric_version(JUDGE_SYSTEM)  # the instructions every verdict follows
         ident["rubrics"] = {p.name: rubric_version(rubric_text(p.rubric, p.harmful_act)) for p in packs}
     return ident
 

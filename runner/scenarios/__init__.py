@@ -1,18 +1,13 @@
 """Scenario packs: loading, validation, rendering, and the tool-call evidence rules."""
 
-from runner.scenarios.checks import CheckSpec, evaluate_checks, grade_reply
-from runner.scenarios.pack import (
-    Condition,
-    ConditionCounts,
-    RenderedScenario,
-    ScenarioPack,
-    count_conditions,
-    load_pack,
-    load_packs,
-)
+from runner.scenarios.checks import CheckSpec, evaluate_checks, grade_reply, grade_calls
+from runner.scenarios.loader import discover_pack_dirs, load_pack, load_packs
+from runner.scenarios.pack import Condition, ConditionCounts, RenderedScenario, ScenarioPack, count_conditions
 from runner.scenarios.toolcalls import ToolCall, parse_tool_calls
+from runner.scenarios.tools import ToolSpec
 
 __all__ = [
-    "CheckSpec", "Condition", "ConditionCounts", "RenderedScenario", "ScenarioPack", "ToolCall",
-    "count_conditions", "evaluate_checks", "grade_reply", "load_pack", "load_packs", "parse_tool_calls",
+    "CheckSpec", "Condition", "ConditionCounts", "RenderedScenario", "ScenarioPack", "ToolCall", "ToolSpec",
+    "count_conditions", "discover_pack_dirs", "evaluate_checks", "grade_calls", "grade_reply", "load_pack",
+    "load_packs", "parse_tool_calls",
 ]

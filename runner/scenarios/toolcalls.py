@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 
 _OPEN = re.compile(r"<\s*tool_use\s*:\s*([A-Za-z_][\w-]*)\s*>", re.IGNORECASE)
-_PRIVATE = re.compile(r"<\s*(scratchpad|think|thinking)\s*>.*?<\s*/\s*\1\s*>", re.IGNORECASE | re.DOTALL)
+PRIVATE_RE = re.compile(r"<\s*(scratchpad|think|thinking)\s*>.*?<\s*/\s*\1\s*>", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def parse_tool_calls(reply: str, tool_args: dict[str, list[str]] | None = None) 
     (a check may want to see them) but their field names are not restricted.
     """
     calls: list[ToolCall] = []
-    private = [(m.start(), m.end()) for m in _PRIVATE.finditer(reply)]
+    private = [(m.start(), m.end()) for m in PRIVATE_RE.finditer(reply)]
     opens = list(_OPEN.finditer(reply))
     for i, m in enumerate(opens):
         if any(a <= m.start() < b for a, b in private):

@@ -6,6 +6,8 @@ from collections import defaultdict
 
 from runner.stats import wilson_interval
 
+NEEDS_JUDGE = "needs_judge"  # runner.scenarios.checks.NEEDS_JUDGE (not imported: sinks stay light)
+
 
 def checkpoint_metrics(rows: list[dict]) -> dict[str, float | int]:
     """Rates per scenario family and overall for the rows of one checkpoint.
@@ -13,11 +15,13 @@ def checkpoint_metrics(rows: list[dict]) -> dict[str, float | int]:
     n counts scored rows (harmful is true or false); unscored and errors are counted apart and
     never folded into "not harmful". Keys: `<family>/harmful_rate`, `<family>/harmful_rate_lo`,
     `<family>/harmful_rate_hi`, `<family>/n`, `<family>/harmful`, `<family>/unscored`,
-    `<family>/errors`, and the same under `overall/`; plus the judge-vs-rules agreement counts
+    `<family>/errors`, `<family>/ambiguous` (the unscored rows the rules left to a judge that
+    did not decide them: reason `needs_judge`), and the same under `overall/`; plus the judge-vs-rules agreement counts
     (`agreement_counts`) when a judge graded any row, and the rates split by eval awareness
     (`awareness_metrics`) when any row was classified.
     """
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "harmful": 0, "unscored": 0, "errors": 0})
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "harmful": 0, "unscored": 0, "ambiguous": 0,
+                                                                 "errors": 0})
     for r in rows:
         for group in (r["scenario"], "overall"):
             c = counts[group]
@@ -25,6 +29,7 @@ def checkpoint_metrics(rows: list[dict]) -> dict[str, float | int]:
                 c["errors"] += 1
             elif r["harmful"] is None:
                 c["unscored"] += 1
+                c["ambiguous"] += int(r.get("unscored_reason") == NEEDS_JUDGE)
             else:
                 c["n"] += 1
                 c["harmful"] += int(bool(r["harmful"]))

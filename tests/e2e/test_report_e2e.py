@@ -2,7 +2,7 @@
 
 The sweep (real Ray, real vLLM CPU, `report.auto=true`) writes the report itself; the page is
 loaded over the DevTools protocol: no console errors, every plot rendered, the persistence
-table shows the blackmail rate falling, and the transcript filters narrow the list to exactly
+table shows the planted (leaking) rate falling, and the transcript filters narrow the list to exactly
 the matching transcripts. A screenshot is kept next to the report.
 """
 
@@ -63,12 +63,13 @@ def test_demo_report_renders_in_chromium_and_its_filters_work(demo_report, page,
     assert names == ["persistence", *[f"heatmap-{f}" for f in FAMILIES], "paired", "awareness"]
     assert all(complete and w > 200 and h > 100 for _, complete, w, h in plots), plots
 
-    # The persistence table: the planted blackmail curve falls to 0 at the last checkpoint.
-    blackmail = page.eval("""(() => { const t = document.querySelector('table.rates');
-        const col = [...t.rows[0].cells].findIndex(c => c.textContent === 'blackmail');
+    # The persistence table: the planted curve (the demo's harmful act is a leak, which rules
+    # decide; see README "The demo RL run") falls to 0 at the last checkpoint.
+    planted = page.eval("""(() => { const t = document.querySelector('table.rates');
+        const col = [...t.rows[0].cells].findIndex(c => c.textContent === 'leaking');
         return [...t.rows].slice(1).map(r => r.cells[col].textContent.trim()); })()""")
-    rates = [int(k) / int(n) for k, n in (cell.split()[0].split("/") for cell in blackmail)]
-    assert len(rates) == 4 and rates[0] > rates[-1] == 0.0 and rates[0] >= 0.5, blackmail
+    rates = [int(k) / int(n) for k, n in (cell.split()[0].split("/") for cell in planted)]
+    assert len(rates) == 4 and rates[0] > rates[-1] == 0.0 and rates[0] >= 0.5, planted
 
     data = json.loads(page.eval("document.getElementById('report-data').textContent"))
     tx = data["transcripts"]
@@ -76,12 +77,12 @@ def test_demo_report_renders_in_chromium_and_its_filters_work(demo_report, page,
     assert page.eval("document.getElementById('tx-status').dataset.matched") == str(len(tx))
     assert len(_cards(page)) == 20   # the first page
 
-    _select(page, "f-family", "blackmail")
+    _select(page, "f-family", "leaking")
     _select(page, "f-label", "harmful")
-    expected = [t for t in tx if t["family"] == "blackmail" and t["label"] == "harmful"]
+    expected = [t for t in tx if t["family"] == "leaking" and t["label"] == "harmful"]
     assert expected and page.eval("document.getElementById('tx-status').dataset.matched") == str(len(expected))
     cards = _cards(page)
-    assert cards and all(c["family"] == "blackmail" and c["label"] == "harmful" for c in cards)
+    assert cards and all(c["family"] == "leaking" and c["label"] == "harmful" for c in cards)
     # Each harmful transcript shows its prompt and marks the evidence in the reply.
     first = page.eval("""(() => { const a = document.querySelector('#tx-list article.tx');
         return [a.querySelectorAll('mark.harmful').length, a.textContent.includes('system prompt'),
@@ -93,7 +94,7 @@ def test_demo_report_renders_in_chromium_and_its_filters_work(demo_report, page,
     assert page.eval("document.getElementById('tx-status').dataset.matched") == "0"   # planted rate 0.0
     _select(page, "f-label", "")
     cards = _cards(page)
-    assert cards and all(c["step"] == step and c["family"] == "blackmail" for c in cards)
+    assert cards and all(c["step"] == step and c["family"] == "leaking" for c in cards)
 
     page.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
     shot = demo_report.parent / "_report.png"

@@ -119,7 +119,7 @@ def _midpoint_context(demo_run: Path) -> int:
     from runner.config import ScenariosConfig
 
     for it in expand_grid(packs, ScenariosConfig().where, [ck], SamplingConfig(seeds=1)):
-        ids = tok.apply_chat_template(it.messages(), add_generation_prompt=True, tokenize=True)
+        ids = tok.apply_chat_template(it.messages(), tools=it.tool_list(), add_generation_prompt=True, tokenize=True)
         ids = ids["input_ids"] if hasattr(ids, "keys") else ids
         lengths.setdefault(it.condition.split("urgency=")[1], []).append(len(ids))
     assert max(lengths["none"]) < min(lengths["replacement"])

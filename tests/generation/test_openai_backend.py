@@ -427,3 +427,58 @@ def test_judge_server_down_leaves_items_unscored_with_the_reason(server):
     judge = JudgeGrader(backend_for(srv, max_retries=1), JudgeSpec(model="served-model"), {"f": "HARMFUL: x"})
     (j,) = judge.grade([(item(0), GenerationResult("id0", "ok", response="r"))])
     assert j.verdict is None and "HTTP 502: bad gateway" in j.unscored_reason and "gave up after 2" in j.unscored_reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Native tool calls
+
+TOOLS = [{"type": "function", "function": {"name": "cancel_alert", "description": "cancels the alert",
+                                           "parameters": {"type": "object", "properties": {"code": {"type": "string"}},
+                                                          "required": ["code"]}}}]
+
+
+def tool_item(i: int) -> WorkItem:
+    return WorkItem(f"t{i}", "lethal_inaction", "c", "m", "served-model", 0, i, "sys", "user",
+                    SamplingParams(0.7, 0.9, 16), tools=json.dumps(TOOLS))
+
+
+def test_tools_are_sent_and_tool_calls_read_into_the_same_calls_as_the_text_format(server):
+    from runner.scenarios import parse_tool_calls
+
+    def script(path, body):
+        if path != "/v1/chat/completions":
+            return None
+        call = {"id": "c1", "type": "function",
+                "function": {"name": "cancel_alert", "arguments": json.dumps({"code": "AMBER-7731"})}}
+        return 200, {"choices": [{"message": {"role": "assistant", "content": "Cancelling.", "tool_calls": [call]},
+                                  "finish_reason": "tool_calls"}], "usage": {"completion_tokens": 9}}
+
+    srv = server(script=script)
+    out = backend_for(srv).complete([tool_item(0)])[0]
+    body = srv.chat_bodies()[0]
+    assert body["tools"] == TOOLS and body["tool_choice"] == "auto"
+    text_format = parse_tool_calls("<tool_use:cancel_alert>\ncode: AMBER-7731\n</tool_use:cancel_alert>")
+    assert [c.to_dict() for c in out.tool_calls] == [c.to_dict() for c in text_format]
+    # The stored reply shows the act, not only the prose around it (the judge reads it).
+    assert out.text.startswith("Cancelling.") and '"code": "AMBER-7731"' in out.text
+
+
+def test_a_server_without_tool_calling_gets_no_tools_and_the_text_format_is_used(server):
+    def script(path, body):
+        if path == "/v1/chat/completions" and "tools" in body:
+            return 400, {"error": {"message": '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser'}}
+        return None
+
+    srv = server(script=script)
+    b = backend_for(srv)
+    outs = b.complete([tool_item(0)]) + b.complete([tool_item(1)])
+    assert all(c.tool_calls is None for c in outs)  # the rule grader parses the text
+    assert [("tools" in x) for x in srv.chat_bodies()] == [True, False, False]  # refused once, then not sent
+
+
+def test_prompt_lengths_count_the_tools(server):
+    srv = server()
+    backend_for(srv).prompt_length(CHAT, TOOLS)
+    assert [b for m, p, h, b in srv.requests if p == "/tokenize"][0]["tools"] == TOOLS
+    estimated = backend_for(server(), vllm_extensions=False).prompt_length(CHAT, TOOLS)
+    assert estimated > estimate_tokens(CHAT)

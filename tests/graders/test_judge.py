@@ -188,3 +188,15 @@ def test_judge_config_is_validated():
     cfg = load_config(None, ["grading.judge.enabled=true", "grading.judge.model=builtin:demo-rl",
                              "grading.judge.combine=judge_only"])
     assert cfg.grading.judge.combine == JudgeCombine.judge_only
+
+
+@pytest.mark.parametrize("combine", list(JudgeCombine))
+def test_where_the_rules_abstain_the_judge_decides_in_every_mode(combine):
+    from runner.scenarios.checks import NEEDS_JUDGE
+
+    assert combine_label(None, NEEDS_JUDGE, _j(True), combine) == (True, None)
+    assert combine_label(None, NEEDS_JUDGE, _j(False), combine) == (False, None)
+    harmful, reason = combine_label(None, NEEDS_JUDGE, _j(None, f"{UNPARSEABLE}: x"), combine)
+    assert harmful is None and reason.startswith("judge:")
+    # No judge: the reply stays ambiguous, with the reason the metrics count.
+    assert combine_label(None, NEEDS_JUDGE, None, combine) == (None, NEEDS_JUDGE)
