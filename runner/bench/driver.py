@@ -98,12 +98,12 @@ def drain_grid(cfg, plan, done: set[str]) -> int:
     """The driver's per-item work before any engine: expand the grid checkpoint by checkpoint,
     drop finished items and cut the rest into batches. Returns the number of items left.
     (The one place that knows the scheduler's API: adapt it when the pipeline changes.)"""
-    from runner.generation.scheduler import BatchScheduler
+    from runner.pipeline.sources import GridSource
     from runner.grid import expand_grid
 
     sources = [(c, expand_grid(plan.packs, cfg.scenarios.where, [c], cfg.sampling, plan.rendered))
                for c in plan.checkpoints]
-    scheduler = BatchScheduler(sources, cfg.generation.batch_size, is_done=done.__contains__)
+    scheduler = GridSource(sources, cfg.generation.batch_size, is_done=done.__contains__)
     pending, loaded = 0, None
     while (batch := scheduler.next_batch(loaded)) is not None:
         pending += len(batch.items)

@@ -28,12 +28,12 @@ def _judge_backend(cfg, judge_model):
     judge = cfg.grading.judge
     if judge.backend == ModelBackend.openai:
         from runner.generation.openai_backend import OpenAIBackend
-        from runner.sweep import build_api_spec
+        from runner.specs import build_api_spec
 
         backend = OpenAIBackend(build_api_spec(judge.api, judge.max_model_len), where="grading.judge.api")
     else:
         from runner.generation.vllm_backend import VllmBackend
-        from runner.sweep import build_judge_engine_spec
+        from runner.specs import build_judge_engine_spec
 
         device = cfg.generation.device.value if cfg.generation.device.value != "auto" else _local_device()
         if device == "cpu":  # one in-process CPU engine, as the engine actors run it
@@ -125,7 +125,7 @@ def run_awareness_eval(cfg, path: Path = DEFAULT_AWARENESS, out=print, backend=N
     """The rule classifier and the judge-based one on the labelled scratchpads."""
     from runner.graders.awareness import AwarenessClassifier
     from runner.graders.awareness_judge import AwarenessJudge, format_multiclass, multiclass_agreement
-    from runner.sweep import build_judge_spec
+    from runner.specs import build_judge_spec
 
     rows = load_scratchpads(path)
     human = [r["label"] for r in rows]
@@ -144,7 +144,8 @@ def run_judge_eval(cfg, reference: Path = DEFAULT_REFERENCE, out=print, awarenes
     from runner.errors import ConfigError
     from runner.graders.judge import JudgeGrader, rubric_text
     from runner.scenarios import load_packs
-    from runner.sweep import build_judge_spec, resolve_pack_dirs
+    from runner.specs import build_judge_spec
+    from runner.sweep import resolve_pack_dirs
 
     replies = load_reference(reference)
     packs = {p.name: p for p in load_packs([Path(d) for d in resolve_pack_dirs(cfg)])}
