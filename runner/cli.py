@@ -23,7 +23,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner.errors import UserError
+from runner.errors import RunFailed, UserError
 
 EPILOG = """examples:
   runner sweep                                   # the demo RL run, local Ray, vLLM CPU
@@ -383,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"runner: {e}", file=sys.stderr)
         return 2
+    except RunFailed as e:
+        print(f"runner: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("runner: interrupted; finished batches are saved and a re-run resumes after them", file=sys.stderr)
         return 128 + (signal.SIGTERM if _TERMINATED else signal.SIGINT)

@@ -35,3 +35,9 @@ class StartupError(UserError):
 
 class MissingDependencyError(UserError):
     """An optional package is not installed; the message carries the install hint."""
+
+
+class RunFailed(Exception):
+    """The run itself failed (not its input): finished work is on disk; the CLI exits with status 1."""
+
+    exit_code = 1

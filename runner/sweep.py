@@ -233,7 +233,8 @@ class SweepSession:
                          f"{len(checkpoints)} checkpoints x {cfg.sampling.seeds} seeds x conditions; "
                          f"{len(done)} items already ok in {self.out_dir}")
         judges = f", {stages.judge.size} judge engine(s)" if stages.judge else ""
-        progress.message(f"{gen.size} generation engine(s) on {self.device} "
+        nodes = sorted({n.get("node") or "?" for n in gen.slots.nodes})
+        progress.message(f"{gen.size} generation engine(s) on {self.device}, node(s) {', '.join(nodes)} "
                          f"({gen.slots.depth} batches of {cfg.generation.batch_size} in flight each), "
                          f"{stages.rules.size} grader(s){judges}")
         source = GridSource(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from runner.checkpoints import Checkpoint, discover_checkpoints
 from runner.config import SweepConfig
-from runner.errors import CheckpointError, ConfigError
+from runner.errors import RunFailed, CheckpointError, ConfigError
 from runner.grid import grid_item_ids
 from runner.remote import open_location
 from runner.sinks.parquet import done_item_ids
@@ -98,6 +98,10 @@ def watch(cfg: SweepConfig, run_dir: str, opts: WatchOptions, stream=None,
                 if session is None:
                     session = SweepSession(cfg, plan, stream=stream)
                 session.run([ckpt])
+                if not session.stages.generation.alive():
+                    # Every engine is gone for good: stop rather than write error rows for hours.
+                    raise RunFailed(f"no generation engine left (every actor died); {ckpt.key} was written "
+                                       f"as error rows; fix the cause and restart the watcher to retry it")
                 known_done.add(ckpt.key)
                 evaluated.append(ckpt.key)
             if not todo and finished:

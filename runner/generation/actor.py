@@ -29,7 +29,6 @@ class GenerationActor:
 
             backend = VllmBackend(spec)
         self.generator = Generator(backend, spec)
-        self.started = time.time()
 
     def ping(self) -> dict:
         import ray

@@ -109,6 +109,8 @@ class CheckpointGate:
                     if waiting:
                         waiting = False
                         self._switch_waiting -= 1
+                        if not self._switch_waiting:
+                            self._cond.notify_all()  # batches held back for this switch may go
                     must_load = self.loaded != ckpt
                     if must_load or not self._switch_waiting:
                         break
@@ -161,10 +163,6 @@ class Generator:
         self.backend.load(ckpt)
         self.load_seconds.append(time.perf_counter() - t0)
 
-    def ensure_loaded(self, ckpt: Checkpoint) -> None:
-        with self.gate.hold(ckpt, self._load):
-            pass
-
     def generate(self, ckpt: Checkpoint, items: Sequence[WorkItem]) -> list[GenerationResult]:
         with self.gate.hold(ckpt, self._load):
             return self._generate_loaded(items)
@@ -173,7 +171,13 @@ class Generator:
         results: dict[str, GenerationResult] = {}
         runnable = []
         for it in items:
-            n = self.backend.prompt_length(it.messages(), it.tool_list())  # the tools are in the prompt too
+            try:
+                n = self.backend.prompt_length(it.messages(), it.tool_list())  # the tools are in the prompt too
+            except EngineDeadError:
+                raise
+            except Exception as e:  # noqa: BLE001 -- e.g. a chat template that rejects this prompt
+                results[it.item_id] = GenerationResult(it.item_id, "error", error=f"{type(e).__name__}: {e}"[:2000])
+                continue
             # vLLM needs room for at least one generated token.
             if n >= self.spec.max_model_len:
                 results[it.item_id] = GenerationResult(

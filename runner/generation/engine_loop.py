@@ -17,8 +17,8 @@ path for both. Everything that touches the engine (creating it, stepping it, swa
 tokenizer-free admin calls) runs on the loop thread: vLLM's engine is not thread-safe, and on CPU
 the OpenMP threads that do the compute belong to the thread that runs it.
 
-Plain Python with no vLLM import: the engine object is whatever `call` returns; unit tests drive
-the loop with a fake engine that has `add_request`, `step`, `has_unfinished_requests`.
+Plain Python with no vLLM import: the engine is whatever `attach` is given; unit tests drive the
+loop with a fake engine that has `add_request`, `step` and `has_unfinished_requests`.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class EngineLoop:
         except BaseException as e:  # noqa: BLE001 -- a failed step leaves the engine unusable
             log.error("engine step failed: %s", e)
             self._dead = e
-            self._fail_all(e)
+            self._fail_all(EngineLoopDead(f"engine step failed: {type(e).__name__}: {e}"))
             self._drain_commands(e)
             return
         self.steps += 1
@@ -173,6 +173,10 @@ class EngineLoop:
                 fut = self._inflight.pop(out.request_id, None)
                 if fut is not None:
                     fut.set_result(out)
+        if not outputs and self._inflight and not self.engine.has_unfinished_requests():
+            # The engine lost requests it was given: fail them rather than spin forever.
+            lost = len(self._inflight)
+            self._fail_all(RuntimeError(f"the engine finished without returning {lost} request(s)"))
 
     def _fail_all(self, e: BaseException) -> None:
         for fut in self._inflight.values():

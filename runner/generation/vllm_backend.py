@@ -109,7 +109,12 @@ class VllmBackend:
 
     def load(self, ckpt: Checkpoint) -> None:
         ckpt = localize_checkpoint(ckpt, self.spec.cache_dir)  # remote -> this node's disk
-        self.loop.call(lambda: self._load_on_loop(ckpt))
+        try:
+            self.loop.call(lambda: self._load_on_loop(ckpt))
+        except Exception as e:
+            if isinstance(e, EngineLoopDead) or _is_engine_dead(e):
+                raise EngineDeadError(str(e)) from e  # the actor restarts with a fresh engine
+            raise
 
     def _load_on_loop(self, ckpt: Checkpoint) -> None:
         if ckpt.adapter:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from runner.config import JudgeCombine
-from runner.generation.engine import Completion, GenerationResult
+from runner.generation.engine import Completion, EngineDeadError, GenerationResult
 from runner.grid import WorkItem
 from runner.scenarios.checks import NEEDS_JUDGE
 
@@ -245,6 +245,8 @@ class JudgeGrader:
                 replies = self.backend.complete_chats(
                     [pending[i][1] for i in ids], temperature=self.spec.temperature,
                     max_tokens=self.spec.max_tokens, seeds=[_seed(i, attempt) for i in ids], regex=regex)
+            except EngineDeadError:
+                raise  # the actor restarts with a fresh engine; the batch is judged again there
             except Exception as e:  # noqa: BLE001 -- an engine error leaves the batch unscored, not lost
                 why = f"judge engine error on attempt {attempt}: {type(e).__name__}: {str(e)[:300]}"
                 log.warning(why)

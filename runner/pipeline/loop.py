@@ -64,20 +64,23 @@ class Stage(Protocol):
     def probe_done(self, handle: Any) -> None: ...
 
 
-def ray_wait(handles: Sequence[Any]) -> list[Any]:
+def ray_wait(handles: Sequence[Any], timeout: float) -> list[Any]:
     import ray
 
-    ready, _ = ray.wait(list(handles), num_returns=1)
+    ready, _ = ray.wait(list(handles), num_returns=1, timeout=timeout)
     return ready
 
 
 def run_pipeline(source: Source, stages: Sequence[Stage], on_done: Callable[[Batch], None],
                  on_tick: Callable[[], None] = lambda: None,
-                 wait: Callable[[Sequence[Any]], list[Any]] = ray_wait, max_backlog: int = 64) -> None:
+                 wait: Callable[[Sequence[Any], float], list[Any]] = ray_wait, max_backlog: int = 64,
+                 poll_seconds: float = 10.0) -> None:
     """Run every batch of `source` through `stages`, then `on_done`. Returns when all are done.
 
     `max_backlog`: batches waiting for a later stage beyond which the first stage is not fed
-    (bounded memory when, say, the judge is slower than generation)."""
+    (bounded memory when, say, the judge is slower than generation). `wait(handles, timeout)`
+    returns the ready ones, possibly none after `poll_seconds` (so restarts that never come are
+    noticed)."""
     running: dict[Any, tuple[int, int, Batch]] = {}   # handle -> (stage index, worker, batch)
     queues: list[deque[Batch]] = [deque() for _ in stages]
 
@@ -100,7 +103,7 @@ def run_pipeline(source: Source, stages: Sequence[Stage], on_done: Callable[[Bat
         if not stage.alive():
             # No worker left in this stage: what would have gone to it fails, with the reason.
             while (b := next_for(k, None)) is not None:
-                stage.fail(b, f"no {stage.name} worker left: every actor died")
+                stage.fail(b, f"{stage.name} failed: no worker left (every actor died)")
                 forward(k, b)
             return
         while True:
@@ -112,20 +115,17 @@ def run_pipeline(source: Source, stages: Sequence[Stage], on_done: Callable[[Bat
             else:
                 return
 
-    probes: dict[Any, Stage] = {}
     while True:
         for k in reversed(range(len(stages))):  # later stages first: finish work before taking more
             pump(k)
         on_tick()
-        for stage in stages:
-            for h in stage.probes():
-                probes[h] = stage
+        probes = {h: stage for stage in stages for h in stage.probes()}
         if not running and not any(queues):
             if source.all_done():
                 return
             if not probes:
                 raise RuntimeError("pipeline stalled: work is left but no stage can take it")
-        for h in wait(list(running) + list(probes)):
+        for h in wait(list(running) + list(probes), poll_seconds):
             if h in probes:
                 probes.pop(h).probe_done(h)
                 continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 from runner.generation.engine import GenerationResult
@@ -21,6 +22,20 @@ from runner.pipeline.ray_setup import ACTOR_RESTARTS, kill_all, reason
 from runner.pipeline.sources import Batch
 
 log = logging.getLogger(__name__)
+
+# Seconds to wait for Ray to restart a dead actor before going on without it.
+RESTART_TIMEOUT_S = 600.0
+
+
+class MismatchError(RuntimeError):
+    """A stage returned outputs that are not its inputs' (by item_id, in order)."""
+
+
+def _check_ids(batch: Batch, outputs) -> None:
+    got = [o.item_id for o in outputs]
+    want = [it.item_id for it in batch.items]
+    if got != want:
+        raise MismatchError(f"outputs for {len(got)} items do not match the batch's {len(want)} items")
 
 
 def batches_in_flight(max_inflight: int, batch_size: int) -> int:
@@ -41,6 +56,7 @@ class _ActorSlots:
         self.epoch = [0] * len(actors)          # bumped on each death seen
         self.submitted_in: dict[Any, int] = {}   # handle -> the actor's epoch when submitted
         self.recovering: dict[Any, int] = {}     # readiness-check handle -> actor
+        self.probe_started: dict[int, float] = {}
 
     def usable(self, i: int) -> bool:
         return self.deaths[i] <= ACTOR_RESTARTS and i not in self.recovering.values()
@@ -61,15 +77,18 @@ class _ActorSlots:
         self.inflight[i] -= 1
         return self.submitted_in.pop(handle)
 
-    def died(self, i: int, submitted_epoch: int) -> None:
+    def died(self, i: int, submitted_epoch: int) -> bool:
         """An actor call failed with the actor gone. Every batch in flight on it fails together:
-        count the death once, and wait for Ray's restart (a readiness check) before using it."""
+        count the death once (True the first time), and wait for Ray's restart (a readiness
+        check) before using it again."""
         if submitted_epoch != self.epoch[i]:
-            return
+            return False
         self.epoch[i] += 1
         self.deaths[i] += 1
         if self.deaths[i] <= ACTOR_RESTARTS:
             self.recovering[self.actors[i].ping.remote()] = i
+            self.probe_started[i] = time.monotonic()
+        return True
 
     def probe_done(self, handle) -> None:
         import ray
@@ -81,6 +100,16 @@ class _ActorSlots:
         except RayError as e:
             log.warning("actor %d did not come back: %s", i, reason(e))
             self.deaths[i] = ACTOR_RESTARTS + 1
+
+    def expire_probes(self, timeout_s: float = RESTART_TIMEOUT_S) -> None:
+        """An actor Ray cannot restart (its node is gone and no other has room) never answers:
+        after `timeout_s` it is written off, so the run ends instead of waiting forever."""
+        now = time.monotonic()
+        for handle, i in list(self.recovering.items()):
+            if now - self.probe_started[i] > timeout_s:
+                log.warning("actor %d was not restarted within %.0fs; going on without it", i, timeout_s)
+                del self.recovering[handle]
+                self.deaths[i] = ACTOR_RESTARTS + 1
 
     def shutdown(self) -> None:
         kill_all(self.actors)
@@ -99,6 +128,7 @@ class GenerationStage:
         self.output_tokens = 0
         self.batch_failures = 0
         self.cumulative: dict[int, dict] = {}  # per actor: its latest cumulative stats
+        self.retired: dict[str, float] = {}    # totals of actor incarnations that died
 
     @property
     def size(self) -> int:
@@ -110,10 +140,13 @@ class GenerationStage:
         actor takes any (its own checkpoint first, see GridSource)."""
         return [(i, self.loaded[i], self.slots.inflight[i] > 0) for i in self.slots.free_list()]
 
+    def _total(self, key: str):
+        return self.retired.get(key, 0) + sum(c.get(key, 0) for c in self.cumulative.values())
+
     @property
     def stats(self) -> dict:
-        total = {k: sum(c.get(k, 0) for c in self.cumulative.values()) for k in ("load_seconds", "fallbacks")}
-        return {"output_tokens": self.output_tokens, "batch_failures": self.batch_failures, **total}
+        return {"output_tokens": self.output_tokens, "batch_failures": self.batch_failures,
+                "load_seconds": self._total("load_seconds"), "fallbacks": self._total("fallbacks")}
 
     def submit(self, worker: int, batch: Batch):
         ref = self.slots.actors[worker].generate.remote(batch.ckpt, batch.items)
@@ -123,15 +156,19 @@ class GenerationStage:
 
     def collect(self, worker: int, handle, batch: Batch) -> bool:
         import ray
-        from ray.exceptions import RayError
+        from ray.exceptions import RayActorError, RayError
 
         epoch = self.slots.returned(worker, handle)
         try:
             results, st = ray.get(handle)
-        except RayError as e:
-            self.slots.died(worker, epoch)
-            self.loaded[worker] = None  # a restarted actor starts with no engine
-            self.cumulative.pop(worker, None)  # ... and with its counters at zero
+            _check_ids(batch, results)
+        except (RayError, MismatchError) as e:
+            if isinstance(e, RayActorError) and self.slots.died(worker, epoch):
+                # A restarted actor starts with no engine and its counters at zero: keep its totals.
+                self.loaded[worker] = None
+                for k, v in self.cumulative.pop(worker, {}).items():
+                    self.retired[k] = self.retired.get(k, 0) + v
+            # Anything else (a checkpoint that fails to load, say) is the batch's failure, not the actor's.
             self.batch_failures += 1
             why = reason(e)
             log.warning("generation batch failed on actor %d (attempt %d): %s", worker, batch.attempt + 1, why)
@@ -151,14 +188,14 @@ class GenerationStage:
         return self.slots.alive()
 
     def probes(self):
+        self.slots.expire_probes()
         return list(self.slots.recovering)
 
     def probe_done(self, handle) -> None:
         self.slots.probe_done(handle)
 
     def engine_loads(self) -> dict:
-        return {k: sum(c.get(k, 0) for c in self.cumulative.values())
-                for k in ("fresh", "swap", "swap_verified", "swap_rejected", "adapter")}
+        return {k: self._total(k) for k in ("fresh", "swap", "swap_verified", "swap_rejected", "adapter")}
 
     def shutdown(self) -> None:
         self.slots.shutdown()
@@ -193,8 +230,10 @@ class _GradingStage:
 
         epoch = self.slots.returned(worker, handle)
         try:
-            self._store(batch, ray.get(handle))
-        except RayError as e:
+            out = ray.get(handle)
+            _check_ids(batch, out)
+            self._store(batch, out)
+        except (RayError, MismatchError) as e:
             if isinstance(e, RayActorError):
                 self.slots.died(worker, epoch)
             self.fail(batch, f"{self.name} failed: {reason(e)}")
@@ -204,6 +243,7 @@ class _GradingStage:
         return self.slots.alive()
 
     def probes(self):
+        self.slots.expire_probes()
         return list(self.slots.recovering)
 
     def probe_done(self, handle) -> None:

@@ -35,6 +35,9 @@ class SteppedEngine:
         self.left[rid] = params
         self.prompts[rid] = prompt
 
+    def has_unfinished_requests(self):
+        return bool(self.left)
+
     def step(self):
         self.thread_ids.add(threading.get_ident())
         if self.fail_at_step is not None and len(self.running_per_step) == self.fail_at_step:

@@ -15,8 +15,8 @@ from runner.pipeline.loop import run_pipeline
 from runner.pipeline.sources import GridSource, StoredSource
 
 
-def futures_wait(handles):
-    done, _ = wait(handles, return_when=FIRST_COMPLETED)
+def futures_wait(handles, timeout):
+    done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
     return list(done)
 
 
