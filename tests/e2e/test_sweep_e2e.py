@@ -136,8 +136,10 @@ def test_killed_engine_actor_is_restarted_and_no_work_is_lost(random_run, ray_lo
     import psutil
 
     out = tmp_path / "results"
-    cfg = _cfg(random_run, out, "generation.batch_size=2", "sampling.seeds=4", "sampling.max_tokens=64",
-               "models.0.checkpoints=[checkpoint-100, checkpoint-200]")
+    # Two batches in flight per engine: most of the grid is still to come when the first file
+    # lands, so the killed engine has batches in flight.
+    cfg = _cfg(random_run, out, "generation.batch_size=2", "generation.max_inflight=4", "sampling.seeds=4",
+               "sampling.max_tokens=64", "models.0.checkpoints=[checkpoint-100, checkpoint-200]")
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("s", run_sweep(cfg)))
     t.start()
