@@ -4,7 +4,9 @@ Same prompts (the blackmail pack rendered through the demo model's chat template
 sampling parameters and seeds, and replies of varied length as real replies are (max_tokens
 cycling 32/64/128/256; the random-weight demo checkpoint writes to max_tokens, so the tail of
 every batch is real). Engines are started and warmed before the clock starts; the timed part
-is the sweep's pipeline (generation stage, then the rule stage) against one plain call.
+is the sweep's generation stage through the pipeline loop (alone, as P1 defines the pool, and
+with the rule stage after it, as a sweep runs) against building the same prompts and one plain
+call. Ray is up for all, as it is for any sweep.
 
     python -m runner.bench.generation [--items 512] [--batch-size 64] [--max-inflight 0]
 
@@ -32,15 +34,19 @@ def bench_plain(ckpt, items, core: str, engine_kwargs: dict) -> dict:
     start_s = time.perf_counter() - t0
     tok = llm.get_tokenizer()
 
-    def ids(msgs):
-        out = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+    def ids(it):  # the prompt the runner sends: the pack's tools rendered by the chat template
+        tools = {"tools": it.tool_list()} if it.tool_list() else {}
+        out = tok.apply_chat_template(it.messages(), add_generation_prompt=True, tokenize=True, **tools)
         return list(out["input_ids"] if hasattr(out, "keys") else out)
 
-    prompts = [TokensPrompt(prompt_token_ids=ids(it.messages())) for it in items]
-    params = [vllm.SamplingParams(temperature=it.sampling.temperature, top_p=it.sampling.top_p,
-                                  max_tokens=it.sampling.max_tokens, seed=it.engine_seed) for it in items]
-    llm.generate(prompts[:2], params[:2], use_tqdm=False)  # warm-up, as the pool's
+    llm.generate([TokensPrompt(prompt_token_ids=ids(it)) for it in items[:2]], use_tqdm=False)  # warm-up
+    # The clock includes building the prompts: the runner's engines render and tokenize theirs too.
     t0 = time.perf_counter()
+    prompts = [TokensPrompt(prompt_token_ids=ids(it)) for it in items]
+    # As the runner's engine (a native tool parser reads special tokens, so they are kept).
+    params = [vllm.SamplingParams(temperature=it.sampling.temperature, top_p=it.sampling.top_p,
+                                  max_tokens=it.sampling.max_tokens, seed=it.engine_seed,
+                                  skip_special_tokens=False) for it in items]
     outs = llm.generate(prompts, params, use_tqdm=False)
     wall_s = time.perf_counter() - t0
     tokens = sum(len(o.outputs[0].token_ids) for o in outs)
@@ -67,21 +73,27 @@ def main(argv=None) -> None:
     print(f"{len(items)} prompts, max_tokens cycling {MAX_TOKENS_CYCLE}, tiny random demo model, "
           f"{os.cpu_count()} CPUs")
     engine_kwargs = build_engine_spec(SweepConfig(), "cpu").engine_kwargs  # what the sweep passes vLLM
-    plain = bench_plain(ckpt, items, "0", engine_kwargs)
+    # Ray first: its daemons share the 2 cores with whichever engine is being timed.
     init_ray(RayConfig())
-    one = run_generation_pool(ckpt, items, 1, args.batch_size, args.max_inflight, grade=True, warm=True)
-    two = run_generation_pool(ckpt, items, 2, args.batch_size, args.max_inflight, grade=True, warm=True)
-    print(f"{'configuration (warm engines; generation + rule grading)':64s} {'gen s':>7s} {'out tokens':>10s} "
-          f"{'out tok/s':>10s}")
-    for name, r in [("plain vllm.LLM.generate, 1 engine, 1 core, one call", plain),
-                    (f"runner pipeline, 1 engine ({one['depth']} batches of {args.batch_size} in flight)", one),
-                    (f"runner pipeline, 2 engines on 2 cores ({two['depth']} batches in flight each)", two)]:
-        print(f"{name:64s} {r['wall_s']:7.2f} {r['tokens']:10d} {r['tokens'] / r['wall_s']:10.0f}")
-    same = sum(one["replies"][k] == v for k, v in plain["replies"].items())
-    print(f"identical replies, pipeline (1 engine) vs plain, same seeds: {same}/{len(items)}")
-    rate = {k: r["tokens"] / r["wall_s"] for k, r in (("plain", plain), ("one", one), ("two", two))}
-    print(f"P1 pool(1 actor)/plain: {rate['one'] / rate['plain']:.2f}x (goal >= 0.95x)")
-    print(f"P1 pool(2 actors, 2 cores)/plain(1 core): {rate['two'] / rate['plain']:.2f}x (goal >= 1.6x)")
+    plain = bench_plain(ckpt, items, "0", engine_kwargs)
+    runs = {(n, grade): run_generation_pool(ckpt, items, n, args.batch_size, args.max_inflight, grade=grade, warm=True)
+            for n in (1, 2) for grade in (False, True)}
+    depth = runs[(1, False)]["depth"]
+    print(f"{'configuration (warm engines)':72s} {'s':>6s} {'out tokens':>10s} {'out tok/s':>10s}")
+    rows = [("plain vllm.LLM.generate, 1 engine, 1 core, one call (prompts built in the clock)", plain)]
+    for (n, grade), r in runs.items():
+        what = "generation pool + rule grading" if grade else "generation pool"
+        rows.append((f"runner {what}, {n} engine(s) on {n} core(s), {depth} batches of {args.batch_size} each", r))
+    for name, r in rows:
+        print(f"{name:72s} {r['wall_s']:6.2f} {r['tokens']:10d} {r['tokens'] / r['wall_s']:10.0f}")
+    same = sum(runs[(1, False)]["replies"][k] == v for k, v in plain["replies"].items())
+    print(f"identical replies, pool (1 engine) vs plain, same seeds: {same}/{len(items)}")
+    rate = {k: r["tokens"] / r["wall_s"] for k, r in runs.items()}
+    base = plain["tokens"] / plain["wall_s"]
+    print(f"P1 pool(1 actor)/plain: {rate[(1, False)] / base:.2f}x (goal >= 0.95x); "
+          f"with rule grading {rate[(1, True)] / base:.2f}x")
+    print(f"P1 pool(2 actors, 2 cores)/plain(1 core): {rate[(2, False)] / base:.2f}x (goal >= 1.6x); "
+          f"with rule grading {rate[(2, True)] / base:.2f}x")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ def _is_engine_dead(e: BaseException) -> bool:
 # config.json keys that do not change the architecture.
 _VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype", "dtype"}
 _PROBE_PROMPTS = [[7 + i, 11 + 3 * i, 13, 17 + i, 19, 23] for i in range(4)]
+# Prompts whose token ids are kept (a few batches' worth: the length check, then the request).
+_IDS_CACHE_SIZE = 8192
 # The values vLLM accepts for max_lora_rank (vllm.config.lora.MaxLoRARanks).
 _VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
@@ -96,6 +98,7 @@ class VllmBackend:
         self.spec = spec
         self.loop = EngineLoop("vllm")
         self._tok_lock = threading.Lock()  # HF fast tokenizers are not safe across threads
+        self._ids_cache: dict = {}          # (messages, tools) -> token ids, for this engine's tokenizer
         self.llm = None
         self.tokenizer = None
         self.ckpt: Checkpoint | None = None
@@ -195,6 +198,8 @@ class VllmBackend:
         log.info("starting vLLM engine for %s", ckpt.key)
         self.llm = vllm.LLM(**kwargs)
         self.loop.attach(self.llm.llm_engine)
+        with self._tok_lock:
+            self._ids_cache.clear()  # the tokenizer may be another
         self.tokenizer = self.llm.get_tokenizer()
         self._build_reply_parser()
         self.ckpt = ckpt
@@ -214,12 +219,21 @@ class VllmBackend:
             gc.collect()
 
     def _prompt_ids(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> list[int]:
-        extra = {"tools": tools} if tools else {}  # the chat template declares the pack's tools natively
+        """The chat template's token ids, rendered once per prompt: `Generator` asks for the
+        length before the request, and rendering is a real share of a step's time on CPU."""
+        key = (tuple((m["role"], m["content"]) for m in messages), json.dumps(tools, sort_keys=True) if tools else "")
         with self._tok_lock:
-            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **extra)
-        if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
-            ids = ids["input_ids"]
-        return list(ids)
+            ids = self._ids_cache.pop(key, None)
+            if ids is None:
+                extra = {"tools": tools} if tools else {}  # the chat template declares the pack's tools natively
+                ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **extra)
+                if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
+                    ids = ids["input_ids"]
+                ids = list(ids)
+            self._ids_cache[key] = ids  # most recent last
+            while len(self._ids_cache) > _IDS_CACHE_SIZE:
+                del self._ids_cache[next(iter(self._ids_cache))]
+        return ids
 
     def prompt_length(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> int:
         return len(self._prompt_ids(messages, tools))
