@@ -115,7 +115,30 @@ class _ActorSlots:
         kill_all(self.actors)
 
 
-class GenerationStage:
+class _PooledStage:
+    """What every stage does with its `_ActorSlots`: liveness, restart checks, shutdown."""
+
+    slots: _ActorSlots
+
+    @property
+    def size(self) -> int:
+        return len(self.slots.actors)
+
+    def alive(self) -> bool:
+        return self.slots.alive()
+
+    def probes(self):
+        self.slots.expire_probes()
+        return list(self.slots.recovering)
+
+    def probe_done(self, handle) -> None:
+        self.slots.probe_done(handle)
+
+    def shutdown(self) -> None:
+        self.slots.shutdown()
+
+
+class GenerationStage(_PooledStage):
     """Generation actors. A batch whose actor died goes back to be retried on any actor (at most
     `max_retries` times, then its items become `error` rows)."""
 
@@ -129,10 +152,6 @@ class GenerationStage:
         self.batch_failures = 0
         self.cumulative: dict[int, dict] = {}  # per actor: its latest cumulative stats
         self.retired: dict[str, float] = {}    # totals of actor incarnations that died
-
-    @property
-    def size(self) -> int:
-        return len(self.slots.actors)
 
     def free_slots(self):
         """An actor with batches in flight takes only batches of its loaded checkpoint: a batch
@@ -184,24 +203,13 @@ class GenerationStage:
     def fail(self, batch: Batch, why: str) -> None:
         batch.results = [GenerationResult(it.item_id, "error", error=why) for it in batch.items]
 
-    def alive(self) -> bool:
-        return self.slots.alive()
-
-    def probes(self):
-        self.slots.expire_probes()
-        return list(self.slots.recovering)
-
-    def probe_done(self, handle) -> None:
-        self.slots.probe_done(handle)
 
     def engine_loads(self) -> dict:
         return {k: self._total(k) for k in ("fresh", "swap", "swap_verified", "swap_rejected", "adapter")}
 
-    def shutdown(self) -> None:
-        self.slots.shutdown()
 
 
-class _GradingStage:
+class _GradingStage(_PooledStage):
     """Shared by the rule and judge stages: any actor takes any batch; a failed call leaves the
     batch's items unscored with the reason (a generated reply is never dropped)."""
 
@@ -210,10 +218,6 @@ class _GradingStage:
 
     def __init__(self, actors: list, depth: int):
         self.slots = _ActorSlots(actors, depth)
-
-    @property
-    def size(self) -> int:
-        return len(self.slots.actors)
 
     def free_slots(self):
         return [(i, None, False) for i in self.slots.free_list()]
@@ -239,18 +243,7 @@ class _GradingStage:
             self.fail(batch, f"{self.name} failed: {reason(e)}")
         return True
 
-    def alive(self) -> bool:
-        return self.slots.alive()
 
-    def probes(self):
-        self.slots.expire_probes()
-        return list(self.slots.recovering)
-
-    def probe_done(self, handle) -> None:
-        self.slots.probe_done(handle)
-
-    def shutdown(self) -> None:
-        self.slots.shutdown()
 
 
 class RuleStage(_GradingStage):

@@ -8,12 +8,15 @@ process groups or names this cluster's temp dir: never anyone else's Ray (no `ra
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -173,3 +176,17 @@ class LocalRayCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def running_cluster(prefix: str, cpus_per_node: int, workers: int):
+    """A LocalRayCluster in a fresh short temp dir (Ray's AF_UNIX socket paths under it must stay
+    within 107 bytes), stopped and removed afterwards."""
+    temp = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    c = LocalRayCluster(temp, cpus_per_node=cpus_per_node)
+    c.start(workers=workers)
+    try:
+        yield c
+    finally:
+        c.stop()
+        shutil.rmtree(temp, ignore_errors=True)

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 import sys
 import time
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from tests.e2e.raycluster import LocalRayCluster
+from tests.e2e.raycluster import running_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -22,15 +20,8 @@ RUNNER = [sys.executable, "-m", "runner.cli"]
 
 @pytest.fixture(scope="module")
 def cluster():
-    # A short temp dir: Ray's AF_UNIX socket paths under it must stay within 107 bytes.
-    temp = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
-    c = LocalRayCluster(temp, cpus_per_node=1)
-    c.start(workers=1)
-    try:
+    with running_cluster("rc-", cpus_per_node=1, workers=1) as c:
         yield c
-    finally:
-        c.stop()
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _sweep_args(demo_run: Path, out: Path, seeds: int = 1) -> list[str]:

@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from tests.e2e.raycluster import LocalRayCluster
+from tests.e2e.raycluster import LocalRayCluster, running_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -33,14 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def head():
-    temp = Path(tempfile.mkdtemp(prefix="rf-", dir="/tmp"))  # short: AF_UNIX paths under it
-    c = LocalRayCluster(temp, cpus_per_node=2)
-    c.start(workers=0)
-    try:
+    with running_cluster("rf-", cpus_per_node=2, workers=0) as c:
         yield c
-    finally:
-        c.stop()
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 class Sweep:
