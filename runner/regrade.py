@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner.checkpoints import Checkpoint
-from runner.config import SweepConfig
+from runner.config import SweepConfig, config_to_yaml
 from runner.errors import ConfigError, ScenarioError, UserError
 from runner.generation.engine import GenerationResult
 from runner.graders.awareness import AwarenessClassifier
@@ -98,7 +98,7 @@ def plan_regrade(cfg: SweepConfig) -> RegradePlan:
 
     from runner.graders.version import grading_version
     from runner.scenarios import load_packs
-    from runner.sweep import resolve_pack_dirs
+    from runner.sweep import pa_strings, resolve_pack_dirs
 
     root = Path(cfg.output.dir)
     table = _read_dataset(root)  # first: a dataset that does not read stops everything
@@ -109,7 +109,7 @@ def plan_regrade(cfg: SweepConfig) -> RegradePlan:
     judge_model = _resolve_judge(cfg)
 
     if cfg.scenarios.families:
-        table = table.filter(pc.is_in(table[PARTITION_COLUMN], value_set=_strings(cfg.scenarios.families)))
+        table = table.filter(pc.is_in(table[PARTITION_COLUMN], value_set=pa_strings(cfg.scenarios.families)))
     unknown = sorted(set(table[PARTITION_COLUMN].to_pylist()) - set(by_name))
     if unknown:  # a config mistake (the sweep's scenarios.dirs not given), not a changed pack
         raise ConfigError(f"config error: {root} holds families with no loaded scenario pack: {', '.join(unknown)}; "
@@ -213,7 +213,7 @@ def run_regrade(plan: RegradePlan, *, stream=None) -> RegradeSummary:
     try:
         (plan.results_dir / "_runs").mkdir(exist_ok=True)
         write_atomic(plan.results_dir / "_runs" / f"{run_id}.yaml",
-                      f"# runner grade: grading_version {plan.grading_version}\n" + _config_yaml(cfg))
+                      f"# runner grade: grading_version {plan.grading_version}\n" + config_to_yaml(cfg))
         sink = ParquetSink(plan.results_dir, run_id)
         if plan.unbuildable:
             now = datetime.now(timezone.utc)
@@ -355,16 +355,7 @@ def _log_wandb(plan: RegradePlan, run_id: str, per_ckpt: dict[str, tuple[Checkpo
     return sink.finish()
 
 
-def _config_yaml(cfg: SweepConfig) -> str:
-    from runner.config import config_to_yaml
 
-    return config_to_yaml(cfg)
-
-
-def _strings(values):
-    import pyarrow as pa
-
-    return pa.array(sorted(values), type=pa.string())
 
 
 __all__ = ["RegradePlan", "RegradeSummary", "load_regrade_config", "plan_regrade", "rebuild_item", "run_regrade"]

@@ -343,7 +343,7 @@ def metrics_for(out_dir: Path, ckpt: Checkpoint, item_ids: set[str] | None, n_tr
             "rule_harmful", "judge_verdict", "judge_model", "eval_awareness", "grading_version", "created_at"]
     table = read_results(out_dir, columns=cols, filter=flt)
     if item_ids is not None:
-        table = table.filter(pc.is_in(table["item_id"], value_set=_pa_strings(item_ids)))
+        table = table.filter(pc.is_in(table["item_id"], value_set=pa_strings(item_ids)))
     rows = latest_rows(table, grading_version, prefer=prefer).to_pylist()
     rows.sort(key=lambda r: (r["scenario"], r["condition"], r["seed"]))
     # A bounded, deterministic sample: harmful ones first, so the table shows what went wrong.
@@ -363,7 +363,8 @@ def _agreement_line(metrics: dict) -> str:
         **{k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("overall/")})
 
 
-def _pa_strings(values):
+def pa_strings(values):
+    """Values as a sorted pyarrow string array (for `is_in` filters)."""
     import pyarrow as pa
 
     return pa.array(sorted(values), type=pa.string())
