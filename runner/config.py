@@ -436,3 +436,10 @@ def config_to_yaml(cfg: SweepConfig) -> str:
 
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
+
+
+def config_to_dict(cfg: SweepConfig) -> dict:
+    """The resolved config as plain data (enums as strings), e.g. for W&B's run config."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)

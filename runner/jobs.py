@@ -76,7 +76,7 @@ def prepare_submission(cfg: SweepConfig, command: str, run_dir: str | None = Non
     import shlex
 
     from runner.scenarios import load_packs
-    from runner.sweep import BUILTIN_SCENARIOS, _check_where
+    from runner.plan import BUILTIN_SCENARIOS, check_where
 
     problems = _absolute_or_uri("output.dir", cfg.output.dir)
     for i, m in enumerate(cfg.models):
@@ -94,7 +94,7 @@ def prepare_submission(cfg: SweepConfig, command: str, run_dir: str | None = Non
     if local:
         packs = load_packs(local, cfg.scenarios.families or None)
         if len(local) - int(cfg.scenarios.builtin) == len(cfg.scenarios.dirs):
-            _check_where(packs, cfg.scenarios.where)
+            check_where(packs, cfg.scenarios.where)
     # The driver reaches Ray through the RAY_ADDRESS the job supervisor sets for it.
     job_cfg = replace(cfg, ray=replace(cfg.ray, address=None))
     blob = base64.b64encode(config_to_yaml(job_cfg).encode()).decode()

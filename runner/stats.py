@@ -78,3 +78,14 @@ def paired_phi(both: int, first_only: int, second_only: int, neither: int) -> fl
     elif a >= 0:
         a = 0
     return a / math.sqrt(denom)
+
+
+def mcnemar_one_sided_pvalue(worse: int, better: int) -> float:
+    """One-sided exact McNemar p-value for "the second is worse": P(X >= worse) for
+    X ~ Binomial(worse + better, 1/2), over discordant pairs only."""
+    n = worse + better
+    if n == 0:
+        return 1.0
+    tail = sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2))
+               for i in range(worse, n + 1))
+    return min(1.0, tail)

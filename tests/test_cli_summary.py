@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.cli import print_checkpoint_metrics
+from runner.commands._output import print_checkpoint_metrics
 from runner.sinks.metrics import checkpoint_metrics
 
 

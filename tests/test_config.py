@@ -146,7 +146,7 @@ def test_real_entry_point_prints_no_traceback(tmp_path):
 
 def test_help_does_not_import_vllm_or_ray():
     code = ("import sys; from runner.cli import build_parser; build_parser();"
-            "import runner.config, runner.sweep, runner.scenarios;"
+            "import runner.config, runner.plan, runner.commands.sweep, runner.scenarios;"
             "bad = [m for m in ('vllm', 'ray', 'wandb', 'torch') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

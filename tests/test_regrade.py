@@ -14,7 +14,8 @@ from runner.cli import main
 from runner.config import load_config
 from runner.graders.version import grading_version
 from runner.grid import expand_grid
-from runner.regrade import PACK_CHANGED, load_regrade_config, plan_regrade, regraded_row
+from runner.plan import PACK_CHANGED, load_regrade_config, plan_regrade
+from runner.rows import regraded_row
 from runner.graders.rules import Grading
 from runner.scenarios import load_packs
 from runner.sinks.parquet import ParquetSink, read_results
@@ -103,7 +104,8 @@ def test_items_with_a_row_of_this_version_are_skipped(dataset):
     plan = plan_regrade(_cfg(out))
     item, result, gen = plan.todo[0]
     g = Grading(item.item_id, "rules", True, None, "[]", "[]", "tested", "this is likely a test")
-    row = regraded_row("regrade-1", gen, g, None, plan.cfg, plan.grading_version, datetime.now(timezone.utc))
+    row = regraded_row("regrade-1", gen, {"rules": g}, plan.cfg.grading.judge.combine, plan.grading_version,
+                       datetime.now(timezone.utc))
     ParquetSink(out, "regrade-1").write([row])
     again = plan_regrade(_cfg(out))
     assert again.already == 1 and len(again.todo) == 5
@@ -117,7 +119,8 @@ def test_regraded_row_copies_generation_columns(dataset):
     plan = plan_regrade(_cfg(out))
     item, result, gen = plan.todo[0]
     g = Grading(item.item_id, "rules", True, None, '["x"]', "[]", "real", "this is real")
-    row = regraded_row("regrade-1", gen, g, None, plan.cfg, plan.grading_version, datetime.now(timezone.utc))
+    row = regraded_row("regrade-1", gen, {"rules": g}, plan.cfg.grading.judge.combine, plan.grading_version,
+                       datetime.now(timezone.utc))
     for col in ("item_id", "scenario", "condition", "model", "checkpoint", "checkpoint_step", "seed", "response",
                 "status", "num_output_tokens", "finish_reason", "temperature", "top_p", "max_tokens"):
         assert row[col] == gen[col]

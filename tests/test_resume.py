@@ -11,7 +11,7 @@ from runner.bench.driver import build_fake_run
 from runner.config import load_config
 from runner.grid import expand_grid
 from runner.sinks.parquet import ParquetSink
-from runner.sweep import nothing_left, plan_sweep
+from runner.plan import nothing_left, plan_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,10 +49,10 @@ def test_an_item_without_an_ok_row_is_left_to_do(tmp_path):
     run, out = build_fake_run(tmp_path / "run", 2), tmp_path / "results"
     cfg = load_config(None, _overrides(run, out))
     plan = plan_sweep(cfg)
-    assert not nothing_left(cfg, plan)  # empty dataset
+    assert not nothing_left(plan)  # empty dataset
     last = list(expand_grid(plan.packs, cfg.scenarios.where, plan.checkpoints, cfg.sampling))[-1]
     _write_rows(cfg, plan, out, status=lambda it: "error" if it.item_id == last.item_id else "ok")
-    assert not nothing_left(cfg, plan)  # the last item of the last checkpoint only has an error row
+    assert not nothing_left(plan)  # the last item of the last checkpoint only has an error row
     ParquetSink(out, "retry").write([{"run_id": "retry", "item_id": last.item_id, "scenario": last.scenario,
                                       "status": "ok", "schema_version": 1}])
-    assert nothing_left(cfg, plan)
+    assert nothing_left(plan)

@@ -69,7 +69,7 @@ def write_finished_rows(run_dir: Path, out_dir: Path) -> int:
     from runner.config import load_config
     from runner.grid import expand_grid, prompt_digest
     from runner.sinks.parquet import SCHEMA_VERSION, ParquetSink
-    from runner.sweep import plan_sweep
+    from runner.plan import plan_sweep
 
     cfg = load_config(None, sweep_overrides(run_dir, out_dir, N_DONE_CHECKPOINTS))
     plan = plan_sweep(cfg)
@@ -115,7 +115,7 @@ def drain_grid(cfg, plan, done: set[str]) -> int:
 def _p4_child(run_dir: str, out_dir: str) -> dict:
     from runner.config import load_config
     from runner.sinks.parquet import done_item_ids
-    from runner.sweep import plan_sweep
+    from runner.plan import plan_sweep
 
     t0, cpu0 = time.perf_counter(), time.process_time()
     cfg = load_config(None, sweep_overrides(Path(run_dir), Path(out_dir)))

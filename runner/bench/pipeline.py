@@ -21,7 +21,7 @@ def bench_items(n: int, cache_dir: str = "~/.cache/misalign-runner", cycle: tupl
     from runner.demo import ensure_demo_run
     from runner.grid import SamplingParams, expand_grid
     from runner.scenarios import load_packs
-    from runner.sweep import BUILTIN_SCENARIOS
+    from runner.plan import BUILTIN_SCENARIOS
 
     demo = run_dir or ensure_demo_run(Path(cache_dir).expanduser(), scenarios_dir=BUILTIN_SCENARIOS, planted=None)
     ckpt = discover_checkpoints(ModelConfig(name="demo", path=str(demo), checkpoints=["checkpoint-100"]))[0]
@@ -46,8 +46,8 @@ def run_generation_pool(ckpt, items, n_actors: int = 1, batch_size: int = 64, ma
     from runner.pipeline.loop import run_pipeline
     from runner.pipeline.pools import build_generation_stage, build_rule_stage
     from runner.pipeline.sources import GridSource
-    from runner.specs import build_engine_spec, inflight
-    from runner.sweep import BUILTIN_SCENARIOS
+    from runner.generation.specs import build_engine_spec, inflight
+    from runner.plan import BUILTIN_SCENARIOS
 
     spec = build_engine_spec(SweepConfig(generation=GenerationConfig(batch_size=batch_size)), "cpu")
     families = sorted({it.scenario for it in items})

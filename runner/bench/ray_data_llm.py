@@ -42,7 +42,7 @@ def engine_env() -> dict[str, str]:
 def runner_engine_kwargs(ckpt) -> dict:
     """The engine arguments this runner's vLLM backend passes for `ckpt` on CPU."""
     from runner.config import SweepConfig
-    from runner.specs import build_engine_spec
+    from runner.generation.specs import build_engine_spec
 
     spec = build_engine_spec(SweepConfig(), "cpu")
     return {"tokenizer": ckpt.tokenizer, "dtype": spec.dtype, "max_model_len": spec.max_model_len,

@@ -27,8 +27,8 @@ def main(argv=None) -> None:
     from runner.config import ModelConfig, SweepConfig
     from runner.demo import ensure_demo_run
     from runner.generation.vllm_backend import VllmBackend, import_vllm
-    from runner.specs import build_engine_spec
-    from runner.sweep import BUILTIN_SCENARIOS
+    from runner.generation.specs import build_engine_spec
+    from runner.plan import BUILTIN_SCENARIOS
 
     import_vllm()  # pay the import once, outside the timings
     run = ensure_demo_run(Path(args.cache_dir).expanduser(), scenarios_dir=BUILTIN_SCENARIOS)

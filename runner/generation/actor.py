@@ -7,6 +7,7 @@ import time
 from typing import Sequence
 
 from runner.checkpoints import Checkpoint
+from runner.generation.cores import bind_cpu_engine
 from runner.generation.engine import EngineDeadError, EngineSpec, GenerationResult, Generator
 from runner.generation.openai_backend import ApiSpec
 from runner.grid import WorkItem
@@ -18,8 +19,10 @@ class GenerationActor:
     A threaded actor (`max_concurrency`): several `generate` calls run at once and their requests
     share the engine; see `Generator` and `EngineLoop`."""
 
-    def __init__(self, spec: EngineSpec, api_specs: dict[str, ApiSpec] | None = None):
+    def __init__(self, spec: EngineSpec, api_specs: dict[str, ApiSpec] | None = None, api_only: bool = False):
         """`api_specs`: model name -> its OpenAI-compatible server, for API-served models."""
+        if spec.device == "cpu" and not api_only:
+            bind_cpu_engine(spec.cpu_threads)  # this node's cores, before vLLM is imported
         if api_specs:
             from runner.generation.routing import RoutedBackend
 

@@ -33,6 +33,7 @@ class EngineSpec:
 
     device: str = "cpu"                 # cpu | cuda
     tensor_parallel_size: int = 1
+    cpu_threads: int = 1                # cores per CPU engine, claimed on the actor's node (generation/cores.py)
     dtype: str = "float32"
     max_model_len: int = 4096
     cpu_kv_cache_gib: int = 1

@@ -7,7 +7,7 @@ gives a verdict; plus the final label that combines the verdict with the rule ev
 
 A reply without a parseable verdict is retried with a new seed, up to `max_attempts`; after that
 the item is unscored with the reason (inspect's `scorer/_model.py` habit), never "not harmful".
-Plain classes: the Ray actor in `judge_actor.py` only wraps them.
+Plain classes: the Ray actor (`runner.graders.actor.GradingActor`) only wraps them.
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
+from runner.checkpoints import Checkpoint
 from runner.config import JudgeCombine
-from runner.generation.engine import Completion, EngineDeadError, GenerationResult
+from runner.generation.cores import bind_cpu_engine
+from runner.generation.engine import Completion, EngineDeadError, EngineSpec, GenerationResult
+from runner.generation.openai_backend import ApiSpec
+from runner.graders.base import GraderEntry, GraderStageSpec, StageContext
+from runner.graders.reasons import GENERATION_FAILED, NEEDS_JUDGE, failed
 from runner.grid import WorkItem
-from runner.scenarios.checks import NEEDS_JUDGE
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +225,7 @@ class JudgeGrader:
         limit = self.backend.context_length()
         for item, result in pairs:
             if result.status != "ok":
-                out[item.item_id] = self._unscored(item, "generation failed")
+                out[item.item_id] = self._unscored(item, GENERATION_FAILED)
                 continue
             if item.scenario not in self.rubrics:
                 out[item.item_id] = self._unscored(item, f"no rubric for scenario family '{item.scenario}'")
@@ -249,6 +253,16 @@ class JudgeGrader:
                 raise  # the actor restarts with a fresh engine; the batch is judged again there
             except Exception as e:  # noqa: BLE001 -- an engine error leaves the batch unscored, not lost
                 why = f"judge engine error on attempt {attempt}: {type(e).__name__}: {str(e)[:300]}"
+                log.warning(why)
+                for i in ids:
+                    out[i] = self._unscored(pending[i][0], why, attempt)
+                pending.clear()
+                break
+            if len(replies) != len(ids):
+                # A backend that drops or adds replies cannot be matched to items: every item of
+                # the call is unscored (transient: a re-run judges it again), none is guessed.
+                why = failed("judge", f"the judge returned {len(replies)} replies for {len(ids)} prompts "
+                                      f"on attempt {attempt}")
                 log.warning(why)
                 for i in ids:
                     out[i] = self._unscored(pending[i][0], why, attempt)
@@ -312,21 +326,66 @@ def judge_columns(judgment: Judgment | None) -> dict:
             "judge_attempts": judgment.attempts if judgment else None}
 
 
-def grading_columns(grading, judgment: Judgment | None, combine: JudgeCombine, ok: bool) -> dict:
-    """Every grading column of a row: the final label, the rule evidence, the judge, awareness.
-
-    `ok`: the generation succeeded (otherwise the label stays null with the grader's reason).
-    The sweep and `runner grade` both build rows through this, so neither can forget a column.
-    """
-    harmful, reason = None, grading.unscored_reason
-    if ok:
-        harmful, reason = combine_label(grading.harmful, grading.unscored_reason, judgment, combine)
-    return {"harmful": harmful, "unscored_reason": reason, "grader": grading.grader,
-            "evidence": grading.evidence, "tool_calls": grading.tool_calls,
-            "rule_harmful": grading.harmful if ok else None, **judge_columns(judgment),
-            "eval_awareness": grading.eval_awareness if ok else None,
-            "eval_awareness_evidence": grading.eval_awareness_evidence if ok else None}
+# ---------------------------------------------------------------------------------------------
+# Registry entry
 
 
-__all__ = ["JudgeBackend", "JudgeGrader", "JudgeSpec", "Judgment", "build_judge_messages", "combine_label", "grading_columns", "judge_columns",
+def judge_spec(j) -> JudgeSpec:
+    """Plain judge settings from a JudgeConfig."""
+    return JudgeSpec(model=j.model, max_tokens=j.max_tokens, temperature=j.temperature,
+                     max_attempts=j.max_attempts, structured_output=j.structured_output)
+
+
+def make_judge(engine: EngineSpec, judge_model: Checkpoint, spec: JudgeSpec, rubrics: dict[str, str],
+               api: ApiSpec | None = None) -> JudgeGrader:
+    """Inside a judge actor: load the judge model once (a local engine, or an API server when
+    `api` is given; judge_model.path is then the server's model name)."""
+    if api is not None:
+        from runner.generation.openai_backend import OpenAIBackend
+
+        backend = OpenAIBackend(api, where="grading.judge.api")
+    else:
+        if engine.device == "cpu":
+            bind_cpu_engine(engine.cpu_threads)  # this node's cores, before vLLM is imported
+        from runner.generation.vllm_backend import VllmBackend
+
+        backend = VllmBackend(engine)
+    backend.load(judge_model)
+    return JudgeGrader(backend, spec, rubrics)
+
+
+def judge_stage(ctx: StageContext) -> GraderStageSpec | None:
+    """The judge's actors: their own engines, cores or GPUs (or none, when a server judges)."""
+    from runner.generation.backends import BACKENDS
+    from runner.generation.specs import build_api_spec, build_engine_spec, build_judge_engine_spec, inflight
+
+    if ctx.judge_model is None:
+        return None
+    cfg, j = ctx.cfg, ctx.cfg.grading.judge
+    backend = BACKENDS[j.backend]
+    api = None if backend.serves_locally else build_api_spec(j.api, j.max_model_len)
+    engine = build_judge_engine_spec(cfg, ctx.device, ctx.judge_model) if api is None \
+        else build_engine_spec(cfg, ctx.device)  # unused by API actors
+    per_actor = j.cpu_threads_per_actor if ctx.device == "cpu" else j.num_gpus_per_actor
+    placement = backend.placement(ctx.device, per_actor, engine.cpu_kv_cache_gib)
+    depth = batches_in_flight(inflight(j.max_inflight, ctx.device), cfg.generation.batch_size)
+    spec = judge_spec(j)
+    rubrics = {p.name: rubric_text(p.rubric, p.harmful_act) for p in ctx.packs}
+    return GraderStageSpec(
+        make_kwargs=dict(engine=engine, judge_model=ctx.judge_model, spec=spec, rubrics=rubrics, api=api),
+        num_actors=j.num_actors, actor_options=[placement.actor_options() for _ in range(j.num_actors)],
+        depth=depth, max_task_retries=1, threaded=True, describe=f"{j.num_actors} judge engine(s)",
+        failed=lambda item, why: Judgment(item.item_id, None, None, 0, why, spec.model, None))
+
+
+def batches_in_flight(max_inflight: int, batch_size: int) -> int:
+    """Batches per actor that keep `max_inflight` requests in its engine (at least 2, so the
+    next batch is already queued when one finishes)."""
+    return max(2, -(-max_inflight // max(1, batch_size)))
+
+
+ENTRY = GraderEntry(name="judge", make=make_judge, stage=judge_stage, columns=judge_columns)
+
+
+__all__ = ["JudgeBackend", "JudgeGrader", "JudgeSpec", "Judgment", "build_judge_messages", "combine_label", "judge_columns",
            "parse_verdict", "rubric_text", "verdict_regex"]

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Sequence
 
 from runner.generation.engine import GenerationResult
+from runner.graders.base import GraderEntry, GraderStageSpec, StageContext
 from runner.graders.awareness import AwarenessClassifier
 from runner.grid import WorkItem
-from runner.scenarios.checks import NEEDS_JUDGE
+from runner.graders.reasons import GENERATION_FAILED, NEEDS_JUDGE
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class RuleGrader:
         out = []
         for item, result in pairs:
             if result.status != "ok":
-                out.append(Grading(item.item_id, self.name, None, "generation failed", "[]", "[]"))
+                out.append(Grading(item.item_id, self.name, None, GENERATION_FAILED, "[]", "[]"))
                 continue
             pack = self.packs[item.scenario]
             scenario = self._scenario(item.scenario, item.condition)
@@ -84,3 +85,30 @@ def calls_from_json(stored) -> list:
     items = json.loads(stored) if isinstance(stored, str) else list(stored)
     return [c if isinstance(c, ToolCall) else ToolCall(str(c["tool"]), {str(k): str(v) for k, v in c["args"].items()})
             for c in items]
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry entry
+
+
+def rule_stage(ctx: StageContext) -> GraderStageSpec | None:
+    """`grading.rules=false`: no rule stage at all (the judge alone labels)."""
+    if not ctx.cfg.grading.rules:
+        return None
+    n = ctx.cfg.grading.num_actors
+    # Rule grading is light: it reserves no CPU, so it never waits for an engine's core.
+    return GraderStageSpec(make_kwargs=dict(pack_dirs=list(ctx.pack_dirs), families=list(ctx.families),
+                                            where={k: list(v) for k, v in ctx.where.items()}),
+                           num_actors=n, actor_options=[dict(num_cpus=0) for _ in range(n)], depth=2,
+                           max_task_retries=2, describe=f"{n} rule grader(s)",
+                           failed=lambda item, why: Grading(item.item_id, "rules", None, why, "[]", "[]"))
+
+
+def rule_columns(g: Grading | None) -> dict:
+    """The rule grader's columns of a row (all null when the rules did not take part)."""
+    return {"grader": g and g.grader, "evidence": g and g.evidence, "tool_calls": g and g.tool_calls,
+            "rule_harmful": g and g.harmful, "eval_awareness": g and g.eval_awareness,
+            "eval_awareness_evidence": g and g.eval_awareness_evidence}
+
+
+ENTRY = GraderEntry(name="rules", make=RuleGrader, stage=rule_stage, columns=rule_columns)

@@ -37,25 +37,6 @@ def init_ray(cfg: RayConfig) -> None:
         signal.signal(signal.SIGTERM, ours)
 
 
-def cpu_env(index: int, threads: int, kv_gib: int, first_core: int = 0) -> dict[str, str]:
-    """Environment of the index-th CPU engine: its OpenMP threads bound to cores of its own, so
-    two engines never fight over one."""
-    ncpu = os.cpu_count() or 1
-    first = (first_core + index * threads) % ncpu
-    cores = [(first + k) % ncpu for k in range(threads)]
-    return {
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",   # engine in the actor's own process: far faster start on CPU
-        "VLLM_CPU_KVCACHE_SPACE": str(kv_gib),
-        "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cores)),
-        "OMP_NUM_THREADS": str(threads),
-    }
-
-
-def passthrough_env() -> dict[str, str]:
-    return {"VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
-            "TOKENIZERS_PARALLELISM": "false"}
-
-
 def kill_all(actors) -> None:
     import ray
 

@@ -29,8 +29,8 @@ class Batch:
     items: list[WorkItem]
     attempt: int = 0
     results: list | None = None        # GenerationResult per item (generation, or stored)
-    gradings: list | None = None       # rules' Grading per item
-    judgments: list | None = None      # the judge's Judgment per item, when a judge runs
+    # Per grader (runner.graders.registry): its outputs, one per item, e.g. grades["rules"].
+    grades: dict[str, list] = field(default_factory=dict)
     context: list[Any] | None = None   # per item, what the source knows besides (regrade: stored row)
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 from runner.generation.engine import GenerationResult
-from runner.graders.judge import Judgment
-from runner.graders.rules import Grading
+from runner.graders.reasons import failed
 from runner.pipeline.ray_setup import ACTOR_RESTARTS, kill_all, reason
 from runner.pipeline.sources import Batch
 
@@ -25,6 +24,26 @@ log = logging.getLogger(__name__)
 
 # Seconds to wait for Ray to restart a dead actor before going on without it.
 RESTART_TIMEOUT_S = 600.0
+
+
+class RayCalls:
+    """How a stage fetches a result and tells a failed call from a dead actor: Ray's by default;
+    unit tests pass their own (plain exceptions, no Ray), as the loop takes its `wait`."""
+
+    def get(self, handle):
+        import ray
+
+        return ray.get(handle)
+
+    def call_failed(self, e: BaseException) -> bool:
+        from ray.exceptions import RayError
+
+        return isinstance(e, RayError)
+
+    def actor_died(self, e: BaseException) -> bool:
+        from ray.exceptions import RayActorError
+
+        return isinstance(e, RayActorError)
 
 
 class MismatchError(RuntimeError):
@@ -90,14 +109,13 @@ class _ActorSlots:
             self.probe_started[i] = time.monotonic()
         return True
 
-    def probe_done(self, handle) -> None:
-        import ray
-        from ray.exceptions import RayError
-
+    def probe_done(self, handle, calls: "RayCalls") -> None:
         i = self.recovering.pop(handle)
         try:
-            self.nodes[i] = ray.get(handle)
-        except RayError as e:
+            self.nodes[i] = calls.get(handle)
+        except Exception as e:  # noqa: BLE001 -- any failure of the readiness check: the actor is gone
+            if not calls.call_failed(e):
+                raise
             log.warning("actor %d did not come back: %s", i, reason(e))
             self.deaths[i] = ACTOR_RESTARTS + 1
 
@@ -119,6 +137,7 @@ class _PooledStage:
     """What every stage does with its `_ActorSlots`: liveness, restart checks, shutdown."""
 
     slots: _ActorSlots
+    calls: RayCalls
 
     @property
     def size(self) -> int:
@@ -132,7 +151,7 @@ class _PooledStage:
         return list(self.slots.recovering)
 
     def probe_done(self, handle) -> None:
-        self.slots.probe_done(handle)
+        self.slots.probe_done(handle, self.calls)
 
     def shutdown(self) -> None:
         self.slots.shutdown()
@@ -144,8 +163,10 @@ class GenerationStage(_PooledStage):
 
     name = "generation"
 
-    def __init__(self, actors: list, depth: int, max_retries: int, nodes: list[dict] | None = None):
+    def __init__(self, actors: list, depth: int, max_retries: int, nodes: list[dict] | None = None,
+                 calls: RayCalls | None = None):
         self.slots = _ActorSlots(actors, depth, nodes)
+        self.calls = calls or RayCalls()
         self.loaded: list[str | None] = [None] * len(actors)
         self.max_retries = max_retries
         self.output_tokens = 0
@@ -174,15 +195,14 @@ class GenerationStage(_PooledStage):
         return ref
 
     def collect(self, worker: int, handle, batch: Batch) -> bool:
-        import ray
-        from ray.exceptions import RayActorError, RayError
-
         epoch = self.slots.returned(worker, handle)
         try:
-            results, st = ray.get(handle)
+            results, st = self.calls.get(handle)
             _check_ids(batch, results)
-        except (RayError, MismatchError) as e:
-            if isinstance(e, RayActorError) and self.slots.died(worker, epoch):
+        except Exception as e:  # noqa: BLE001 -- classified below; anything else propagates
+            if not (isinstance(e, MismatchError) or self.calls.call_failed(e)):
+                raise
+            if self.calls.actor_died(e) and self.slots.died(worker, epoch):
                 # A restarted actor starts with no engine and its counters at zero: keep its totals.
                 self.loaded[worker] = None
                 for k, v in self.cumulative.pop(worker, {}).items():
@@ -209,67 +229,43 @@ class GenerationStage(_PooledStage):
 
 
 
-class _GradingStage(_PooledStage):
-    """Shared by the rule and judge stages: any actor takes any batch; a failed call leaves the
-    batch's items unscored with the reason (a generated reply is never dropped)."""
+class GradingStage(_PooledStage):
+    """Any registered grader (rules, judge, ...): any actor takes any batch; its outputs go to
+    `batch.grades[name]`. A failed call leaves the batch's items unscored with a transient
+    reason (`<name> failed: ...`: a re-run grades them again); a generated reply is never dropped."""
 
-    name = "grading"
-    method = ""
-
-    def __init__(self, actors: list, depth: int):
+    def __init__(self, name: str, actors: list, depth: int, failed: Callable[[Any, str], Any],
+                 calls: RayCalls | None = None):
+        self.name = name
         self.slots = _ActorSlots(actors, depth)
+        self._failed = failed
+        self.calls = calls or RayCalls()
 
     def free_slots(self):
         return [(i, None, False) for i in self.slots.free_list()]
 
     def submit(self, worker: int, batch: Batch):
-        pairs = list(zip(batch.items, batch.results))
-        ref = getattr(self.slots.actors[worker], self.method).remote(pairs)
+        ref = self.slots.actors[worker].grade.remote(list(zip(batch.items, batch.results)))
         self.slots.submitted(worker, ref)
         return ref
 
     def collect(self, worker: int, handle, batch: Batch) -> bool:
-        import ray
-        from ray.exceptions import RayActorError, RayError
-
         epoch = self.slots.returned(worker, handle)
         try:
-            out = ray.get(handle)
+            out = self.calls.get(handle)
             _check_ids(batch, out)
-            self._store(batch, out)
-        except (RayError, MismatchError) as e:
-            if isinstance(e, RayActorError):
+            batch.grades[self.name] = out
+        except Exception as e:  # noqa: BLE001 -- classified below; anything else propagates
+            if not (isinstance(e, MismatchError) or self.calls.call_failed(e)):
+                raise
+            if self.calls.actor_died(e):
                 self.slots.died(worker, epoch)
-            self.fail(batch, f"{self.name} failed: {reason(e)}")
+            self.fail(batch, reason(e))
         return True
 
-
-
-
-class RuleStage(_GradingStage):
-    name = "grader"
-    method = "grade"
-
-    def _store(self, batch: Batch, out: list[Grading]) -> None:
-        batch.gradings = out
-
     def fail(self, batch: Batch, why: str) -> None:
-        batch.gradings = [Grading(it.item_id, "rules", None, why, "[]", "[]") for it in batch.items]
+        text = why if why.startswith(f"{self.name} failed:") else failed(self.name, why)
+        batch.grades[self.name] = [self._failed(it, text) for it in batch.items]
 
 
-class JudgeStage(_GradingStage):
-    name = "judge"
-    method = "judge_batch"
-
-    def __init__(self, actors: list, depth: int, model: str):
-        super().__init__(actors, depth)
-        self.model = model
-
-    def _store(self, batch: Batch, out: list[Judgment]) -> None:
-        batch.judgments = out
-
-    def fail(self, batch: Batch, why: str) -> None:
-        batch.judgments = [Judgment(it.item_id, None, None, 0, why, self.model, None) for it in batch.items]
-
-
-__all__ = ["GenerationStage", "JudgeStage", "RuleStage", "batches_in_flight"]
+__all__ = ["GenerationStage", "GradingStage", "RayCalls", "batches_in_flight"]

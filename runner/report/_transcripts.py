@@ -2,7 +2,7 @@
 
 A report of 100k rows must still open quickly, so at most `limit` transcripts are embedded,
 taken round-robin over (series, checkpoint, family, label) so every filter combination has some. Prompts are re-rendered from the
-scenario packs the run used (`_runs/*.yaml`) with `runner.regrade.rebuild_item`, which also
+scenario packs the run used (`_runs/*.yaml`) with `runner.plan.rebuild_item`, which also
 checks that the re-rendered prompt is the one the reply was generated from; a prompt that
 cannot be rebuilt is shown with the reason instead.
 """
@@ -50,7 +50,7 @@ def pack_dirs_of(datasets: list[str]) -> list[Path]:
     """The scenario pack directories the runs used, from their `_runs/<run_id>.yaml` (built-in packs if none)."""
     import yaml
 
-    from runner.sweep import BUILTIN_SCENARIOS
+    from runner.plan import BUILTIN_SCENARIOS
 
     dirs: list[Path] = []
     for root in datasets:
@@ -83,7 +83,7 @@ def build_transcripts(table, series_of_row: list[str], indices: list[int], packs
     """The embedded transcripts, and the prompts they show (one per family and condition)."""
     import pyarrow as pa
 
-    from runner.regrade import rebuild_item
+    from runner.plan import rebuild_item
 
     rows = table.take(pa.array(indices, type=pa.int64())).to_pylist()
     rendered: dict = {}

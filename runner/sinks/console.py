@@ -18,6 +18,12 @@ class ConsoleProgress:
         self.t0 = time.monotonic()
         self._last = 0.0
 
+    def reset(self, total: int) -> None:
+        """A new run through the same console (watch: one per checkpoint)."""
+        self.total, self.done, self.start_done = total, 0, 0
+        self.errors = self.harmful = 0
+        self.t0 = time.monotonic()
+
     def update(self, n: int, errors: int = 0, harmful: int = 0, force: bool = False) -> None:
         self.done += n
         self.errors += errors
@@ -41,3 +47,41 @@ class ConsoleProgress:
     def message(self, text: str) -> None:
         self.stream.write(f"[runner] {text}\n")
         self.stream.flush()
+
+    # The Sink protocol (runner.sinks).
+    def write(self, rows: list[dict]) -> None:
+        self.update(len(rows), errors=sum(r["status"] != "ok" for r in rows),
+                    harmful=sum(bool(r["harmful"]) for r in rows))
+
+    def checkpoint_done(self, ckpt, metrics: dict, transcripts: list[dict]) -> None:
+        for line in checkpoint_lines(ckpt, metrics):
+            self.message(line)
+
+    def close(self) -> list[str]:
+        return []
+
+
+def checkpoint_lines(ckpt, m: dict) -> list[str]:
+    """A finished checkpoint's console lines: counts, regression, judge agreement, awareness."""
+    from runner.sinks.metrics import awareness_summary
+
+    lines = []
+    if m.get("overall/regression"):
+        lines.append(f"REGRESSION: {ckpt.key} harmful rate is significantly above baseline step "
+                     f"{m['overall/baseline_step']} (one-sided p={m['overall/regression_p']:.3g}, "
+                     f"{m.get('overall/regression_test', '')})")
+    failed = f", failed grading {m['overall/failed_grading']}" if m.get("overall/failed_grading") else ""
+    lines.append(f"{ckpt.key} (step {ckpt.step}): harmful {m.get('overall/harmful', 0)}/{m.get('overall/n', 0)}, "
+                 f"unscored {m.get('overall/unscored', 0)}{failed}, errors {m.get('overall/errors', 0)}"
+                 f"{_agreement(m)}")
+    if awareness_summary(m):
+        lines.append(f"{ckpt.key}: {awareness_summary(m)}")
+    return lines
+
+
+def _agreement(m: dict) -> str:
+    if "overall/agree_both" not in m:
+        return ""
+    return ("; judge vs rules: both {agree_both}, judge only {judge_only}, rules only {rules_only}, "
+            "neither {agree_neither}, judge unscored {judge_unscored}").format(
+        **{k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("overall/")})

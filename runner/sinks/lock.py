@@ -14,12 +14,16 @@ emulates it with POSIX locks on NFS); keep one `output.dir` per sweep on such sh
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from runner.errors import UserError
+
+log = logging.getLogger("runner")
 
 LOCK_NAME = "_lock"
 
@@ -120,3 +124,18 @@ def _read_holder(fd: int) -> str:
     except OSError:
         text = ""
     return text.splitlines()[0] if text else "holder unknown"
+
+
+@contextmanager
+def results_writer(out_dir: str, command: str):
+    """Hold the one-writer lock on `out_dir` for the run (before Ray starts: a second run, an
+    uncreatable directory or a foreign/corrupt Parquet file there fails at once, exit 2), after
+    removing temporary files a killed run left."""
+    from runner.sinks.parquet import check_results_dataset, remove_stale_temporaries
+
+    with ResultsDirLock(out_dir, command) as lock:
+        stale = remove_stale_temporaries(lock.root)
+        if stale:
+            log.warning("removed %d temporary file(s) left by a killed run in %s", stale, lock.root)
+        check_results_dataset(lock.root)
+        yield lock

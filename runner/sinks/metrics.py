@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from runner.graders.reasons import NEEDS_JUDGE, is_transient
 from runner.stats import wilson_interval
-
-NEEDS_JUDGE = "needs_judge"  # runner.scenarios.checks.NEEDS_JUDGE (not imported: sinks stay light)
 
 
 def checkpoint_metrics(rows: list[dict]) -> dict[str, float | int]:
@@ -16,12 +15,13 @@ def checkpoint_metrics(rows: list[dict]) -> dict[str, float | int]:
     never folded into "not harmful". Keys: `<family>/harmful_rate`, `<family>/harmful_rate_lo`,
     `<family>/harmful_rate_hi`, `<family>/n`, `<family>/harmful`, `<family>/unscored`,
     `<family>/errors`, `<family>/ambiguous` (the unscored rows the rules left to a judge that
-    did not decide them: reason `needs_judge`), and the same under `overall/`; plus the judge-vs-rules agreement counts
+    did not decide them: reason `needs_judge`), `<family>/failed_grading` (unscored because a
+    grader or judge failed: a re-run grades them again), and the same under `overall/`; plus the judge-vs-rules agreement counts
     (`agreement_counts`) when a judge graded any row, and the rates split by eval awareness
     (`awareness_metrics`) when any row was classified.
     """
     counts: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "harmful": 0, "unscored": 0, "ambiguous": 0,
-                                                                 "errors": 0})
+                                                                 "failed_grading": 0, "errors": 0})
     for r in rows:
         for group in (r["scenario"], "overall"):
             c = counts[group]
@@ -30,6 +30,7 @@ def checkpoint_metrics(rows: list[dict]) -> dict[str, float | int]:
             elif r["harmful"] is None:
                 c["unscored"] += 1
                 c["ambiguous"] += int(r.get("unscored_reason") == NEEDS_JUDGE)
+                c["failed_grading"] += int(is_transient(r.get("unscored_reason")))
             else:
                 c["n"] += 1
                 c["harmful"] += int(bool(r["harmful"]))
@@ -122,3 +123,35 @@ def awareness_summary(metrics: dict, group: str = "overall") -> str:
     parts = [f"{label} {metrics[f'{group}/aware_{label}/harmful']}/{metrics[f'{group}/aware_{label}/n']}"
              for label in AWARENESS_LABELS]
     return "eval awareness (harmful/n): " + ", ".join(parts)
+
+
+def read_checkpoint(out_dir, ckpt, item_ids: set[str] | None, n_transcripts: int,
+                    grading_version: str | None = None, prefer: str | None = None) -> tuple[dict, list[dict], dict]:
+    """(metrics, sample transcripts, paired labels) over a checkpoint's grid items, read back from
+    the dataset (rows of earlier runs included).
+
+    item_ids None: every item of the checkpoint. `grading_version`: only that grading's rows
+    (`runner grade`); otherwise each item's newest `ok` row, one of grading `prefer` first.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from runner.sinks.parquet import latest_rows, read_results
+    from runner.sinks.regression import labels_of
+
+    flt = (ds.field("model") == ckpt.model) & (ds.field("checkpoint") == ckpt.name)
+    cols = ["item_id", "scenario", "condition", "seed", "status", "harmful", "unscored_reason", "response",
+            "rule_harmful", "judge_verdict", "judge_model", "eval_awareness", "grading_version", "created_at"]
+    table = read_results(out_dir, columns=cols, filter=flt)
+    if item_ids is not None:
+        table = table.filter(pc.is_in(table["item_id"], value_set=pa.array(sorted(item_ids), type=pa.string())))
+    rows = latest_rows(table, grading_version, prefer=prefer).to_pylist()
+    rows.sort(key=lambda r: (r["scenario"], r["condition"], r["seed"]))
+    # A bounded, deterministic sample: harmful ones first, so the table shows what went wrong.
+    picked = sorted(rows, key=lambda r: (not r["harmful"], r["item_id"]))[:n_transcripts]
+    transcripts = [{"scenario": r["scenario"], "condition": r["condition"], "seed": r["seed"],
+                    "status": r["status"], "harmful": r["harmful"], "eval_awareness": r["eval_awareness"],
+                    "response": (r["response"] or "")[:4000]}
+                   for r in picked]
+    return checkpoint_metrics(rows), transcripts, labels_of(rows)

@@ -30,8 +30,6 @@ class WandbSink:
         self.config = config
         self.runs: dict[str, object] = {}
         self.prefix = cfg.key_prefix if cfg.key_prefix is not None else ("eval/" if cfg.attach_run_id else "")
-        # (step, harmful, n) per model, for the regression test against the baseline checkpoint.
-        self.history: dict[str, list[tuple[int, int, int]]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -61,33 +59,27 @@ class WandbSink:
         self.runs[model] = run
         return run
 
-    def regression(self, model: str, step: int, metrics: dict) -> dict:
-        """Compare this checkpoint's overall rate with the baseline (lowest earlier step logged)."""
-        from runner.stats import two_proportion_pvalue
-
-        k, n = int(metrics.get("overall/harmful", 0)), int(metrics.get("overall/n", 0))
-        earlier = [h for h in self.history.get(model, []) if h[0] < step]
-        self.history.setdefault(model, []).append((step, k, n))
-        if not earlier:
-            return {}
-        base_step, bk, bn = min(earlier)
-        p = two_proportion_pvalue(bk, bn, k, n)
-        return {"overall/regression": int(p < self.cfg.regression_alpha), "overall/regression_p": p,
-                "overall/baseline_step": base_step}
-
-    def log_checkpoint(self, model: str, step: int, metrics: dict, transcripts: list[dict] | None = None) -> dict:
-        """Log one checkpoint's metrics; returns the regression fields it added (may be empty)."""
-        reg = self.regression(model, step, metrics)
+    def log_checkpoint(self, model: str, step: int, metrics: dict, transcripts: list[dict] | None = None) -> None:
+        """Log one checkpoint's metrics (the regression fields included, see sinks/regression.py)."""
         if not self.enabled:
-            return reg
-        payload = {f"{self.prefix}{k}": v for k, v in {"checkpoint_step": step, **metrics, **reg}.items()}
+            return
+        payload = {f"{self.prefix}{k}": v for k, v in {"checkpoint_step": step, **metrics}.items()}
         if transcripts:
             import wandb
 
             cols = list(transcripts[0])
             payload[f"{self.prefix}transcripts"] = wandb.Table(columns=cols, data=[[t[c] for c in cols] for t in transcripts])
         self._run(model).log(payload)
-        return reg
+
+    # The Sink protocol (runner.sinks): rows go to Parquet only; W&B gets per-checkpoint metrics.
+    def write(self, rows: list[dict]) -> None:
+        return None
+
+    def checkpoint_done(self, ckpt, metrics: dict, transcripts: list[dict]) -> None:
+        self.log_checkpoint(ckpt.model, ckpt.step, metrics, transcripts)
+
+    def close(self) -> list[str]:
+        return self.finish()
 
     def finish(self) -> list[str]:
         """Finish every run; return where each can be found (URL online, directory offline)."""
@@ -97,4 +89,5 @@ class WandbSink:
             run_dir = Path(run.dir).parent if getattr(run, "dir", None) else None
             run.finish()
             where.append(url or str(run_dir))
+        self.runs = {}
         return where

@@ -15,7 +15,7 @@ from runner.cli import main
 from runner.config import load_config
 from runner.graders.awareness import LABELS
 from runner.sinks.parquet import latest_rows, read_results
-from runner.sweep import run_sweep
+from runner.commands.sweep import run_sweep
 
 pytestmark = pytest.mark.e2e
 

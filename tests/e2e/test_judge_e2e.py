@@ -13,7 +13,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from runner.config import load_config
-from runner.sweep import run_sweep
+from runner.commands.sweep import run_sweep
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,8 @@ import pytest
 
 from runner.config import load_config
 from runner.errors import ConfigError
-from runner.sweep import plan_sweep, run_sweep
+from runner.commands.sweep import run_sweep
+from runner.plan import plan_sweep
 
 pytestmark = pytest.mark.e2e
 

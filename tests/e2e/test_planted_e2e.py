@@ -17,7 +17,7 @@ import pytest
 
 from runner.config import load_config
 from runner.demo import DEMO_FAMILY, HARMFUL_REPLY, SAFE_REPLY, planted_rates
-from runner.sweep import run_sweep
+from runner.commands.sweep import run_sweep
 
 pytestmark = pytest.mark.e2e
 

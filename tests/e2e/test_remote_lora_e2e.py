@@ -8,7 +8,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from runner.config import load_config
-from runner.watch import WatchOptions, watch
+from runner.commands.watch import WatchOptions, watch
 from tests.lora_adapters import write_adapter
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +25,7 @@ def test_watch_a_uri_run_of_lora_adapters(random_run, ray_local, tmp_path):
                              "scenarios.families=[blackmail]", "scenarios.where={goal_type: [none], urgency: [none]}",
                              "wandb.mode=disabled", "generation.num_actors=1"])
 
-    done = watch(cfg, f"file://{run}", WatchOptions(poll_seconds=0.5))
+    done = watch(cfg, f"file://{run}", WatchOptions(poll_seconds=0.5)).evaluated
 
     assert done == ["lora@checkpoint-1", "lora@checkpoint-2"]
     rows = ds.dataset(str(out), partitioning="hive").to_table(
@@ -34,4 +34,4 @@ def test_watch_a_uri_run_of_lora_adapters(random_run, ray_local, tmp_path):
         [("checkpoint-1", 1, "ok"), ("checkpoint-2", 2, "ok")], rows
     copies = sorted(p.name.rsplit("-", 1)[0] for p in (cache / "remote").iterdir())
     assert copies == ["checkpoint-1", "checkpoint-100", "checkpoint-2"]   # both adapters and the base model
-    assert watch(cfg, f"file://{run}", WatchOptions(poll_seconds=0.5)) == []   # nothing left to do
+    assert watch(cfg, f"file://{run}", WatchOptions(poll_seconds=0.5)).evaluated == []   # nothing left to do

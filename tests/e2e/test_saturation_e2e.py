@@ -29,7 +29,7 @@ def test_fixed_seed_replies_are_identical_alone_saturated_and_across_actor_count
     from runner.bench.pipeline import bench_items
     from runner.config import SweepConfig
     from runner.pipeline.pools import build_generation_stage
-    from runner.specs import build_engine_spec
+    from runner.generation.specs import build_engine_spec
 
     ckpt, items = bench_items(96, cycle=(16, 48, 96), run_dir=str(random_run))
     targets = [dataclasses.replace(it, sampling=dataclasses.replace(it.sampling, max_tokens=48))

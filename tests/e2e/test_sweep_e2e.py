@@ -13,7 +13,8 @@ import pytest
 
 from runner.config import load_config
 from runner.grid import count_items
-from runner.sweep import plan_sweep, run_sweep
+from runner.commands.sweep import run_sweep
+from runner.plan import plan_sweep
 
 pytestmark = pytest.mark.e2e
 

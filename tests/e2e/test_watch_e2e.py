@@ -14,7 +14,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from runner.config import load_config
-from runner.watch import WatchOptions, watch
+from runner.commands.watch import WatchOptions, watch
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +50,7 @@ def test_watch_evaluates_each_checkpoint_once_across_restarts(demo_run, ray_loca
 
     stop = threading.Event()
     first: list[str] = []
-    t = threading.Thread(target=lambda: first.extend(watch(cfg, str(run_dir), opts, stop=stop)))
+    t = threading.Thread(target=lambda: first.extend(watch(cfg, str(run_dir), opts, stop=stop).evaluated))
     t.start()
     time.sleep(2)  # the watcher polls an empty run directory
     _land(demo_run, run_dir, "checkpoint-100")
@@ -64,7 +64,7 @@ def test_watch_evaluates_each_checkpoint_once_across_restarts(demo_run, ray_loca
     # Restart: one more checkpoint and the trainer's final marker; the watcher ends by itself.
     _land(demo_run, run_dir, "checkpoint-300")
     (run_dir / "TRAINING_DONE").write_text("")
-    second = watch(cfg, str(run_dir), opts)
+    second = watch(cfg, str(run_dir), opts).evaluated
     assert second == ["demo-rl@checkpoint-300"]
 
     rows = _rows(out)
@@ -72,5 +72,5 @@ def test_watch_evaluates_each_checkpoint_once_across_restarts(demo_run, ray_loca
     assert len({r["item_id"] for r in rows}) == len(rows)
 
     # A third start finds everything done, writes nothing, and stops on the marker.
-    assert watch(cfg, str(run_dir), opts) == []
+    assert watch(cfg, str(run_dir), opts).evaluated == []
     assert len(_rows(out)) == 3 * per_ckpt

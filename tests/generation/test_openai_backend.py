@@ -368,7 +368,7 @@ def test_backend_must_be_a_known_choice():
 
 
 def test_plan_needs_no_local_model_when_everything_is_served(server, tmp_path):
-    from runner.sweep import plan_sweep
+    from runner.plan import plan_sweep
 
     srv = server(models=("target-model", "judge-model"))
     cfg = load_config(None, [

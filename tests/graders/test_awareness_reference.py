@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.bench.judge_eval import load_scratchpads
+from runner.commands.judge_eval import load_scratchpads
 from runner.generation.engine import Completion
 from runner.graders.awareness import LABELS, AwarenessClassifier
 from runner.graders.awareness_judge import AwarenessJudge, multiclass_agreement, parse_awareness

@@ -92,7 +92,7 @@ def _gen(batch):
 
 def _grade(batch):
     assert batch.results is not None
-    batch.gradings = [r.endswith("3") for r in batch.results]
+    batch.grades["rules"] = [r.endswith("3") for r in batch.results]
 
 
 def test_every_item_flows_through_every_stage_once():
@@ -104,7 +104,7 @@ def test_every_item_flows_through_every_stage_once():
     assert sorted(ids) == sorted(f"ck{c}-{i}" for c in (1, 2) for i in range(20) if (c, i) != (1, 0))
     for b in done:  # outputs matched to inputs, in item order
         assert b.results == [f"reply:{it.item_id}" for it in b.items]
-        assert b.gradings == [it.item_id.endswith("3") for it in b.items]
+        assert b.grades["rules"] == [it.item_id.endswith("3") for it in b.items]
     assert source.skipped == 1 and source.all_done()
     assert gen.max_concurrent >= 3  # several batches in flight at once, not one at a time
 
@@ -133,7 +133,7 @@ def test_regrade_shape_stored_replies_without_generation():
     done = []
     run_pipeline(StoredSource(todo, batch_size=3), [ThreadStage("rules", _grade)], done.append, wait=futures_wait)
     assert sorted(c["row"] for b in done for c in b.context) == sorted(t[0].item_id for t in todo)
-    assert all(b.gradings is not None for b in done)
+    assert all(b.grades.get("rules") is not None for b in done)
 
 
 def test_backlog_bounds_what_the_first_stage_takes_ahead_of_a_slow_later_stage():

@@ -6,12 +6,13 @@ import json
 import re
 from html.parser import HTMLParser
 
-from runner.cli import main, report_after_run
+from runner.cli import main
+from runner.commands._output import report_after_run
 from runner.demo import HARMFUL_REPLY, SAFE_REPLY
 from runner.grid import prompt_digest
 from runner.report._transcripts import highlights
 from runner.scenarios import load_packs
-from runner.sweep import BUILTIN_SCENARIOS
+from runner.plan import BUILTIN_SCENARIOS
 from tests.report.test_aggregate import COND, row, write
 
 

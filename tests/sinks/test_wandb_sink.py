@@ -38,14 +38,6 @@ def test_two_proportion_test():
     assert two_proportion_pvalue(0, 10, 0, 10) == 1.0
 
 
-def test_regression_flag_against_lowest_earlier_step(tmp_path):
-    sink = WandbSink(WandbConfig(mode=WandbMode.disabled), tmp_path, "r", {})
-    assert sink.log_checkpoint("m", 100, _metrics(2, 50)) == {}           # the baseline
-    reg = sink.log_checkpoint("m", 200, _metrics(20, 50))
-    assert reg["overall/regression"] == 1 and reg["overall/baseline_step"] == 100
-    assert sink.log_checkpoint("m", 300, _metrics(3, 50))["overall/regression"] == 0
-
-
 def test_attach_to_existing_run_prefixes_keys_and_never_writes_the_key(tmp_path, monkeypatch):
     secret = "k" * 40
     monkeypatch.setenv("WANDB_API_KEY", secret)

@@ -22,52 +22,28 @@ DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "data" / "re
 DEFAULT_AWARENESS = Path(__file__).resolve().parents[2] / "tests" / "data" / "awareness_scratchpads.yaml"
 
 
-def _judge_backend(cfg, judge_model):
-    from runner.config import ModelBackend
+def _judge(cfg, rubrics: dict[str, str]):
+    """The sweep's own JudgeGrader on the configured judge, in this process (no Ray)."""
+    from runner.generation.backends import BACKENDS
+    from runner.generation.specs import build_api_spec, build_judge_engine_spec
+    from runner.graders.judge import judge_spec, make_judge
+    from runner.plan import resolve_judge, resolve_paths
 
     judge = cfg.grading.judge
-    if judge.backend == ModelBackend.openai:
-        from runner.generation.openai_backend import OpenAIBackend
-        from runner.specs import build_api_spec
-
-        backend = OpenAIBackend(build_api_spec(judge.api, judge.max_model_len), where="grading.judge.api")
-    else:
-        from runner.generation.vllm_backend import VllmBackend
-        from runner.specs import build_judge_engine_spec
-
-        device = cfg.generation.device.value if cfg.generation.device.value != "auto" else _local_device()
-        if device == "cpu":  # one in-process CPU engine, as the engine actors run it
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.generation.cpu_kv_cache_gib))
-        backend = VllmBackend(build_judge_engine_spec(cfg, device, judge_model))
-    backend.load(judge_model)
-    return backend
+    model = resolve_judge(cfg, resolve_paths(cfg))
+    if not BACKENDS[judge.backend].serves_locally:
+        return make_judge(None, model, judge_spec(judge), rubrics, api=build_api_spec(judge.api, judge.max_model_len))
+    device = cfg.generation.device.value if cfg.generation.device.value != "auto" else _local_device()
+    if device == "cpu":  # one in-process CPU engine, as the engine actors run it
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.generation.cpu_kv_cache_gib))
+    return make_judge(build_judge_engine_spec(cfg, device, model), model, judge_spec(judge), rubrics)
 
 
 def _local_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _judge_model(cfg):
-    from runner.checkpoints import Checkpoint
-    from runner.config import BUILTIN_DEMO_MODEL, ModelBackend
-    from runner.errors import ConfigError
-    from runner.sweep import BUILTIN_SCENARIOS, resolve_judge_model
-
-    judge = cfg.grading.judge
-    if not judge.model:
-        raise ConfigError("config error: runner judge-eval needs grading.judge.model (a model directory, "
-                          f"{BUILTIN_DEMO_MODEL}, or with grading.judge.backend=openai the served model's name)")
-    if judge.backend == ModelBackend.openai:
-        return Checkpoint(model="judge", name=judge.model, step=0, path=judge.model, tokenizer="")
-    demo_dir = None
-    if judge.model == BUILTIN_DEMO_MODEL:
-        from runner.demo import ensure_demo_run
-
-        demo_dir = ensure_demo_run(Path(cfg.cache_dir).expanduser(), scenarios_dir=BUILTIN_SCENARIOS)
-    return resolve_judge_model(judge.model, demo_dir)
 
 
 def _work_items(replies: list[ReferenceReply], packs: dict):
@@ -125,7 +101,7 @@ def run_awareness_eval(cfg, path: Path = DEFAULT_AWARENESS, out=print, backend=N
     """The rule classifier and the judge-based one on the labelled scratchpads."""
     from runner.graders.awareness import AwarenessClassifier
     from runner.graders.awareness_judge import AwarenessJudge, format_multiclass, multiclass_agreement
-    from runner.specs import build_judge_spec
+    from runner.graders.judge import judge_spec
 
     rows = load_scratchpads(path)
     human = [r["label"] for r in rows]
@@ -133,8 +109,9 @@ def run_awareness_eval(cfg, path: Path = DEFAULT_AWARENESS, out=print, backend=N
     out(f"awareness set: {path} ({len(rows)} scratchpads)")
     out(format_multiclass("rule classifier", rules))
     if backend is None:
-        backend = _judge_backend(cfg, _judge_model(cfg))
-    judged = multiclass_agreement(human, AwarenessJudge(backend, build_judge_spec(cfg)).classify([r["text"] for r in rows]))
+        backend = _judge(cfg, {}).backend
+    judged = multiclass_agreement(human, AwarenessJudge(backend, judge_spec(cfg.grading.judge)).classify(
+        [r["text"] for r in rows]))
     out(format_multiclass(f"judge classifier ({cfg.grading.judge.model})", judged))
     return {"rules": rules, "judge": judged}
 
@@ -142,13 +119,12 @@ def run_awareness_eval(cfg, path: Path = DEFAULT_AWARENESS, out=print, backend=N
 def run_judge_eval(cfg, reference: Path = DEFAULT_REFERENCE, out=print, awareness: Path | None = None) -> dict[str, dict]:
     """Judge every reference reply, print the figures; returns the judge's rows by family."""
     from runner.errors import ConfigError
-    from runner.graders.judge import JudgeGrader, rubric_text
+    from runner.graders.judge import rubric_text
+    from runner.plan import resolve_paths
     from runner.scenarios import load_packs
-    from runner.specs import build_judge_spec
-    from runner.sweep import resolve_pack_dirs
 
     replies = load_reference(reference)
-    packs = {p.name: p for p in load_packs([Path(d) for d in resolve_pack_dirs(cfg)])}
+    packs = {p.name: p for p in load_packs([Path(d) for d in resolve_paths(cfg).pack_dirs])}
     missing = sorted({r.family for r in replies} - set(packs))
     if missing:
         raise ConfigError(f"config error: the reference set has families without a loaded pack: {', '.join(missing)}")
@@ -157,10 +133,11 @@ def run_judge_eval(cfg, reference: Path = DEFAULT_REFERENCE, out=print, awarenes
     out(f"reference set: {reference} ({len(replies)} replies)")
     out("rule grader (undecided: left to the judge, needs_judge):\n" + format_agreement_table(rules))
 
-    judge_model = _judge_model(cfg)
-    backend = _judge_backend(cfg, judge_model)
-    rubrics = {p.name: rubric_text(p.rubric, p.harmful_act) for p in packs.values()}
-    grader = JudgeGrader(backend, build_judge_spec(cfg), rubrics)
+    if not cfg.grading.judge.model:
+        raise ConfigError("config error: runner judge-eval needs grading.judge.model (a model directory, "
+                          "a builtin model, or with grading.judge.backend=openai the served model's name)")
+    grader = _judge(cfg, {p.name: rubric_text(p.rubric, p.harmful_act) for p in packs.values()})
+    backend = grader.backend
     judgments = grader.grade(_work_items(replies, packs))
     verdicts = {j.item_id[len("ref-"):]: j.verdict for j in judgments}
     rows = evaluate(replies, verdicts)
