@@ -9,11 +9,14 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from runner.config import ApiConfig, BUILTIN_DEMO_MODEL, JudgeConfig, ModelBackend, SweepConfig
 from runner.errors import ConfigError
 
+# The config types (runner.config.SweepConfig, JudgeConfig, ApiConfig) are named in annotations
+# only: runner.config calls validate_config, so importing them here would make a circle.
+BUILTIN_DEMO_MODEL = "builtin:demo-rl"  # runner.config.BUILTIN_DEMO_MODEL
 
-def validate_config(cfg: SweepConfig) -> None:
+
+def validate_config(cfg: "SweepConfig") -> None:
     """Value checks OmegaConf's types cannot express. Gathers every problem into one error."""
     problems: list[str] = []
     s, g = cfg.sampling, cfg.generation
@@ -36,6 +39,8 @@ def validate_config(cfg: SweepConfig) -> None:
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", g.tool_parser or ""):
         problems.append(f"generation.tool_parser must be auto, none or a vLLM tool parser name such as hermes, "
                         f"llama3_json, mistral, pythonic (got {g.tool_parser!r})")
+    if not cfg.grading.rules and not cfg.grading.judge.enabled:
+        problems.append("grading.rules=false needs a judge (grading.judge.enabled=true): nothing would label the replies")
     if cfg.wandb.attach_run_id and len(cfg.models) > 1:
         problems.append("wandb.attach_run_id attaches one model's curves to one run; list a single model")
     if cfg.wandb.transcripts_per_checkpoint < 0:
@@ -63,7 +68,7 @@ def validate_config(cfg: SweepConfig) -> None:
             problems.append(f"models[{i}].max_lora_rank must be in 1..512 or null (got {m.max_lora_rank})")
         if m.max_lora_rank is not None and m.base_model is None:
             problems.append(f"models[{i}].max_lora_rank applies to LoRA adapters only: set models[{i}].base_model too")
-        if m.backend == ModelBackend.openai:
+        if m.backend.value == "openai":
             problems += _api_problems(f"models[{i}].api", m.api)
             if m.base_model is not None:
                 problems.append(f"models[{i}].base_model (LoRA) needs the vllm backend, not openai")
@@ -90,7 +95,7 @@ def _uri_credential_problems(key: str, value: Optional[str]) -> list[str]:
     return []
 
 
-def _judge_problems(j: JudgeConfig) -> list[str]:
+def _judge_problems(j: "JudgeConfig") -> list[str]:
     problems = []
     if j.enabled and not (j.model or "").strip():
         problems.append("grading.judge.model is required when grading.judge.enabled is true "
@@ -105,7 +110,7 @@ def _judge_problems(j: JudgeConfig) -> list[str]:
         problems.append(f"grading.judge.max_model_len must be >= 1 or null (got {j.max_model_len})")
     if j.temperature < 0:
         problems.append(f"grading.judge.temperature must be >= 0 (got {j.temperature})")
-    if j.enabled and j.backend == ModelBackend.openai:
+    if j.enabled and j.backend.value == "openai":
         problems += _api_problems("grading.judge.api", j.api)
         if not j.api.vllm_extensions:
             if j.structured_output:
@@ -117,7 +122,7 @@ def _judge_problems(j: JudgeConfig) -> list[str]:
     return problems
 
 
-def _api_problems(prefix: str, api: ApiConfig) -> list[str]:
+def _api_problems(prefix: str, api: "ApiConfig") -> list[str]:
     from urllib.parse import urlsplit
 
     problems = []

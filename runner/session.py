@@ -58,7 +58,8 @@ class SweepSummary:
 
 
 class SweepSession:
-    def __init__(self, plan: SweepPlan, *, stream=None, run_id: str | None = None):
+    def __init__(self, plan: SweepPlan, *, stream=None, run_id: str | None = None, generation: bool = True):
+        """`generation=False`: only re-grading is left (no engine starts)."""
         self.plan, self.cfg = plan, plan.cfg
         self.out_dir = plan.paths.output_dir
         self.run_id = run_id or make_run_id(self.cfg.name)
@@ -67,7 +68,7 @@ class SweepSession:
         init_ray(self.cfg.ray)
         # Stages first: a cluster that cannot host them fails here, before anything is written.
         self.stages = build_stages(self.cfg, pack_dirs=plan.pack_dirs, families=plan.families, packs=plan.packs,
-                                   judge_model=plan.judge_model, generation=True)
+                                   judge_model=plan.judge_model, generation=generation)
         try:
             record_run(self.out_dir, self.run_id, config_to_yaml(self.cfg))
             self.sinks = build_sinks(self.cfg, self.out_dir, self.run_id, config_to_dict(self.cfg),
@@ -90,20 +91,32 @@ class SweepSession:
         total = plan.count(checkpoints)  # --limit included
         summary = SweepSummary(self.run_id, str(self.out_dir), total)
         self.progress.reset(total + len(progress.regrade) + len(progress.unbuildable))
-        nodes = sorted({n.get("node") or "?" for n in gen.slots.nodes})
         n_conditions = total // max(1, len(checkpoints) * cfg.sampling.seeds)
         self.progress.message(
             f"run {self.run_id}: {total} items = {len(checkpoints)} checkpoint(s) x {n_conditions} conditions "
             f"({len(plan.families)} families) x {cfg.sampling.seeds} seeds; {len(progress.done)} items already ok "
             f"in {self.out_dir}" + (f"; {len(progress.regrade)} to grade again (their grading failed)"
                                     if progress.regrade else ""))
-        self.progress.message(f"{gen.size} generation engine(s) on {stages.device}, node(s) {', '.join(nodes)} "
-                              f"({gen.slots.depth} batches of {cfg.generation.batch_size} in flight each), "
-                              f"{', '.join(stages.described) or 'no graders'}")
-        rows_before, stats_before = self.rows_written, dict(gen.stats)
+        graders = ', '.join(stages.described) or 'no graders'
+        if gen is None:
+            self.progress.message(f"nothing to generate; {graders}")
+        else:
+            nodes = sorted({n.get("node") or "?" for n in gen.slots.nodes})
+            self.progress.message(f"{gen.size} generation engine(s) on {stages.device}, node(s) {', '.join(nodes)} "
+                                  f"({gen.slots.depth} batches of {cfg.generation.batch_size} in flight each), "
+                                  f"{graders}")
+        rows_before = self.rows_written
         if progress.regrade or progress.unbuildable:
             summary.regraded = self._regrade(progress)
         self.sinks.expect(checkpoints)
+        if gen is None:  # every item was generated before: report each checkpoint as it now stands
+            for ckpt in checkpoints:
+                summary.metrics[ckpt.key] = self._checkpoint_done(ckpt, set(plan.grid_ids([ckpt])))
+            summary.skipped = total
+            summary.rows_written = self.rows_written - rows_before
+            summary.wall_seconds = time.monotonic() - t_start
+            return summary
+        stats_before = dict(gen.stats)
         source = GridSource(plan.grid(checkpoints), cfg.generation.batch_size, is_done=progress.done.__contains__)
         combine = cfg.grading.judge.combine
         seen_skipped = 0

@@ -26,7 +26,9 @@ def run_sweep(cfg: SweepConfig, *, plan: SweepPlan | None = None, stream=None) -
     if nothing_left(plan, progress):  # a finished sweep: Ray and the engines never start, nothing is written
         return SweepSummary(make_run_id(plan.cfg.name), str(plan.paths.output_dir), plan.total_items,
                             skipped=plan.total_items, wall_seconds=time.monotonic() - t_start)
-    session = SweepSession(plan, stream=stream)
+    # Only failed gradings left: re-grade from the stored replies, no engine starts.
+    generate = not all(i in progress.done for i in plan.grid_ids())
+    session = SweepSession(plan, stream=stream, generation=generate)
     summary = None
     try:
         summary = session.run(plan.checkpoints, progress)

@@ -17,11 +17,23 @@ log = logging.getLogger(__name__)
 ACTOR_RESTARTS = 3
 
 
+class _TokenAuthNotice(logging.Filter):
+    """Ray warns at every local start whether token auth is on or off. For the runner's own
+    local cluster that is noise on the console: the notice is kept at INFO (`-v` shows it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and "Token authentication is" in record.getMessage():
+            log.info("ray: %s", record.getMessage())
+            return False
+        return True
+
+
 def init_ray(cfg: RayConfig) -> None:
     import ray
 
     if ray.is_initialized():
         return
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_TokenAuthNotice())
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=cfg.log_to_driver)
     address = cfg.address or os.environ.get("RAY_ADDRESS")

@@ -1,4 +1,5 @@
-"""Console progress: items done/total, rate and ETA, at most every few seconds."""
+"""Console progress: items done/total, rate and ETA. On a terminal, one live bar redrawn in
+place; otherwise (logs, CI, Ray job logs) a plain line at most every few seconds."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class ConsoleProgress:
         self.every_s = every_s
         self.t0 = time.monotonic()
         self._last = 0.0
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bar_shown = False
 
     def reset(self, total: int) -> None:
         """A new run through the same console (watch: one per checkpoint)."""
@@ -29,10 +32,25 @@ class ConsoleProgress:
         self.errors += errors
         self.harmful += harmful
         now = time.monotonic()
+        if self.tty:
+            if force or now - self._last >= 0.2 or self.done >= self.total:
+                self._last = now
+                self.stream.write("\r\033[K" + self.bar())
+                self._bar_shown = True
+                if self.done >= self.total:
+                    self.stream.write("\n")
+                    self._bar_shown = False
+                self.stream.flush()
+            return
         if force or now - self._last >= self.every_s or self.done >= self.total:
             self._last = now
             self.stream.write(self.line() + "\n")
             self.stream.flush()
+
+    def bar(self, width: int = 30) -> str:
+        frac = min(1.0, self.done / self.total) if self.total else 1.0
+        filled = int(round(frac * width))
+        return f"[runner] [{'#' * filled}{'.' * (width - filled)}] " + self.line()[len("[runner] "):]
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.t0
@@ -45,7 +63,11 @@ class ConsoleProgress:
                 f"  harmful {self.harmful}  errors {self.errors}")
 
     def message(self, text: str) -> None:
+        if self._bar_shown:  # the message goes above the bar, which is drawn again after it
+            self.stream.write("\r\033[K")
         self.stream.write(f"[runner] {text}\n")
+        if self._bar_shown:
+            self.stream.write(self.bar())
         self.stream.flush()
 
     # The Sink protocol (runner.sinks).

@@ -216,6 +216,7 @@ def test_a_model_vllm_cannot_load_gives_error_rows_that_name_the_cause(demo_run,
                        "scenarios.families=[blackmail]"))
     rows = _read(out).to_pylist()
     assert len(rows) == 4 * 2 == s.errors and {r["status"] for r in rows} == {"error"}
+    assert s.left == (8, 0)   # D4: the sweep's exit status is 1, not 0 (runner.commands._output.exit_status)
     for r in rows:
         assert "NoSuchModelForCausalLM" in r["error"], r["error"]
         assert "\n" not in r["error"] and "ray::" not in r["error"]
