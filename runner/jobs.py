@@ -23,6 +23,8 @@ from pathlib import Path
 
 from runner.config import BUILTIN_DEMO_MODEL, SweepConfig, config_to_yaml
 from runner.errors import UserError
+from runner.plan import BUILTIN_SCENARIOS, check_where
+from runner.scenarios import load_packs
 
 TOOL = "misalign-runner"
 # Keys that must never reach the job's metadata or runtime_env (see the module docstring).
@@ -74,9 +76,6 @@ def prepare_submission(cfg: SweepConfig, command: str, run_dir: str | None = Non
     """Validate what can be checked here and build the entrypoint that carries the resolved config."""
     import base64
     import shlex
-
-    from runner.scenarios import load_packs
-    from runner.plan import BUILTIN_SCENARIOS, check_where
 
     problems = _absolute_or_uri("output.dir", cfg.output.dir)
     for i, m in enumerate(cfg.models):

@@ -20,8 +20,16 @@ from runner.generation.backends import BACKENDS
 from runner.generation.engine import GenerationResult
 from runner.graders.reasons import is_transient
 from runner.graders.version import grading_version
-from runner.grid import (SEED_SCHEME, SamplingParams, WorkItem, count_items, expand_grid, grid_item_ids, make_item_id,
-                         prompt_digest)
+from runner.grid import (
+    SEED_SCHEME,
+    SamplingParams,
+    WorkItem,
+    count_items,
+    expand_grid,
+    grid_item_ids,
+    make_item_id,
+    prompt_digest,
+)
 from runner.rows import GENERATION_COLUMNS, stored_result
 from runner.scenarios import load_packs
 from runner.sinks.parquet import PARTITION_COLUMN, done_item_ids, latest_rows, read_results

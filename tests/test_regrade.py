@@ -99,7 +99,7 @@ def test_rows_are_checked_on_their_prompt_digest_or_an_earlier_seed_scheme(datas
     assert set(why) == {"b" * 32} and why["b" * 32].startswith(PACK_CHANGED)
 
 
-def test_items_with_a_row_of_this_version_are_skipped(dataset):
+def test_items_with_a_row_of_this_version_are_skipped(dataset, demo_run):
     out, items = dataset
     plan = plan_regrade(_cfg(out))
     item, result, gen = plan.todo[0]
@@ -109,9 +109,11 @@ def test_items_with_a_row_of_this_version_are_skipped(dataset):
     ParquetSink(out, "regrade-1").write([row])
     again = plan_regrade(_cfg(out))
     assert again.already == 1 and len(again.todo) == 5
-    other = plan_regrade(_cfg(out, "grading.judge.enabled=false", "grading.judge.combine=judge_only",
+    other = plan_regrade(_cfg(out, "grading.judge.enabled=true", f"grading.judge.model={demo_run}/checkpoint-100",
                               "grading.rules=false"))
     assert other.grading_version != plan.grading_version and len(other.todo) == 6
+    with pytest.raises(ConfigError, match="grading.rules=false needs a judge"):
+        plan_regrade(_cfg(out, "grading.rules=false"))
 
 
 def test_regraded_row_copies_generation_columns(dataset):

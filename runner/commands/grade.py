@@ -25,16 +25,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from runner.checkpoints import Checkpoint
+from runner.commands._output import exit_status, print_checkpoint_metrics
 from runner.config import config_to_dict, config_to_yaml
 from runner.graders.awareness import AwarenessClassifier
 from runner.pipeline.build import build_stages
 from runner.pipeline.loop import run_pipeline
 from runner.pipeline.ray_setup import init_ray
 from runner.pipeline.sources import Batch, StoredSource
-from runner.plan import RegradePlan, read_stored
+from runner.plan import RegradePlan, load_regrade_config, plan_regrade, read_stored
 from runner.rows import regraded_row, unbuildable_row
 from runner.sinks import build_sinks
 from runner.sinks.console import ConsoleProgress
+from runner.sinks.lock import results_writer
 from runner.sinks.metrics import read_checkpoint
 from runner.sinks.runs import make_run_id, record_run
 
@@ -136,10 +138,6 @@ __all__ = ["RegradeSummary", "run_regrade"]
 
 
 def grade_command(results_dir: str, config: str | None, overrides: list[str]) -> int:
-    from runner.commands._output import exit_status, print_checkpoint_metrics
-    from runner.plan import load_regrade_config, plan_regrade
-    from runner.sinks.lock import results_writer
-
     cfg = load_regrade_config(results_dir, config, overrides)
     with results_writer(cfg.output.dir, "runner grade"):
         plan = plan_regrade(cfg)  # dataset, packs, judge model: all checked before Ray starts

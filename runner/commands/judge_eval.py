@@ -16,7 +16,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from runner.errors import ConfigError, UserError
+from runner.generation.backends import BACKENDS
+from runner.generation.engine import GenerationResult
+from runner.generation.specs import build_api_spec, build_judge_engine_spec
+from runner.graders.awareness import LABELS, AwarenessClassifier
+from runner.graders.awareness_judge import AwarenessJudge, format_multiclass, multiclass_agreement
+from runner.graders.judge import judge_spec, make_judge, rubric_text
 from runner.graders.reference import ReferenceReply, agreement, format_agreement_table, load_reference
+from runner.grid import SamplingParams, WorkItem
+from runner.plan import resolve_judge, resolve_paths
+from runner.scenarios import grade_reply, load_packs
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "data" / "reference_replies.yaml"
 DEFAULT_AWARENESS = Path(__file__).resolve().parents[2] / "tests" / "data" / "awareness_scratchpads.yaml"
@@ -24,11 +34,6 @@ DEFAULT_AWARENESS = Path(__file__).resolve().parents[2] / "tests" / "data" / "aw
 
 def _judge(cfg, rubrics: dict[str, str]):
     """The sweep's own JudgeGrader on the configured judge, in this process (no Ray)."""
-    from runner.generation.backends import BACKENDS
-    from runner.generation.specs import build_api_spec, build_judge_engine_spec
-    from runner.graders.judge import judge_spec, make_judge
-    from runner.plan import resolve_judge, resolve_paths
-
     judge = cfg.grading.judge
     model = resolve_judge(cfg, resolve_paths(cfg))
     if not BACKENDS[judge.backend].serves_locally:
@@ -47,9 +52,6 @@ def _local_device() -> str:
 
 
 def _work_items(replies: list[ReferenceReply], packs: dict):
-    from runner.generation.engine import GenerationResult
-    from runner.grid import SamplingParams, WorkItem
-
     pairs = []
     for r in replies:
         pack = packs[r.family]
@@ -71,8 +73,6 @@ def evaluate(replies: list[ReferenceReply], predicted: dict[str, bool | None]) -
 
 
 def rule_predictions(replies: list[ReferenceReply], packs: dict) -> dict[str, bool | None]:
-    from runner.scenarios import grade_reply
-
     out = {}
     for r in replies:
         pack = packs[r.family]
@@ -83,9 +83,6 @@ def rule_predictions(replies: list[ReferenceReply], packs: dict) -> dict[str, bo
 def load_scratchpads(path: Path) -> list[dict]:
     """The labelled scratchpads (id, label, why, text); UserError on a bad file."""
     import yaml
-
-    from runner.errors import UserError
-    from runner.graders.awareness import LABELS
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -99,10 +96,6 @@ def load_scratchpads(path: Path) -> list[dict]:
 
 def run_awareness_eval(cfg, path: Path = DEFAULT_AWARENESS, out=print, backend=None) -> dict[str, dict]:
     """The rule classifier and the judge-based one on the labelled scratchpads."""
-    from runner.graders.awareness import AwarenessClassifier
-    from runner.graders.awareness_judge import AwarenessJudge, format_multiclass, multiclass_agreement
-    from runner.graders.judge import judge_spec
-
     rows = load_scratchpads(path)
     human = [r["label"] for r in rows]
     rules = multiclass_agreement(human, [AwarenessClassifier().classify(r["text"])[0] for r in rows])
@@ -118,11 +111,6 @@ def run_awareness_eval(cfg, path: Path = DEFAULT_AWARENESS, out=print, backend=N
 
 def run_judge_eval(cfg, reference: Path = DEFAULT_REFERENCE, out=print, awareness: Path | None = None) -> dict[str, dict]:
     """Judge every reference reply, print the figures; returns the judge's rows by family."""
-    from runner.errors import ConfigError
-    from runner.graders.judge import rubric_text
-    from runner.plan import resolve_paths
-    from runner.scenarios import load_packs
-
     replies = load_reference(reference)
     packs = {p.name: p for p in load_packs([Path(d) for d in resolve_paths(cfg).pack_dirs])}
     missing = sorted({r.family for r in replies} - set(packs))

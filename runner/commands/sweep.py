@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import time
 
-from runner.config import SweepConfig
+from runner.commands._output import exit_status, print_checkpoint_metrics, report_after_run
+from runner.config import SweepConfig, load_config
 from runner.plan import SweepPlan, nothing_left, plan_sweep, sweep_progress
 from runner.session import SweepSession, SweepSummary
+from runner.sinks.lock import results_writer
 from runner.sinks.runs import make_run_id
+from runner.sinks.wandb_sink import resolve_mode
 
 
 def run_sweep(cfg: SweepConfig, *, plan: SweepPlan | None = None, stream=None) -> SweepSummary:
@@ -41,8 +44,6 @@ def run_sweep(cfg: SweepConfig, *, plan: SweepPlan | None = None, stream=None) -
 
 def describe_plan(plan: SweepPlan) -> list[str]:
     """What `--dry-run` prints: the grid, what is new, where results go, W&B, engines."""
-    from runner.sinks.wandb_sink import resolve_mode
-
     cfg = plan.cfg
     progress = sweep_progress(plan)
     done = sum(1 for i in plan.grid_ids() if i in progress.done)
@@ -67,10 +68,6 @@ __all__ = ["describe_plan", "run_sweep"]
 
 
 def sweep_command(config: str | None, overrides: list[str], *, dry_run: bool = False, limit: int | None = None) -> int:
-    from runner.commands._output import exit_status, print_checkpoint_metrics, report_after_run
-    from runner.config import load_config
-    from runner.sinks.lock import results_writer
-
     cfg = load_config(config, overrides)
     if dry_run:
         for line in describe_plan(plan_sweep(cfg, limit=limit)):

@@ -24,11 +24,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from runner.checkpoints import Checkpoint
-from runner.config import SweepConfig
+from runner.commands._output import exit_status, print_checkpoint_metrics, report_after_run
+from runner.config import SweepConfig, load_config
 from runner.errors import CheckpointError, ConfigError, RunFailed
 from runner.generation.backends import BACKENDS
 from runner.plan import Progress, SweepPlan, builtin_dir, plan_sweep
 from runner.remote import open_location
+from runner.session import SweepSession
+from runner.sinks.lock import results_writer
 from runner.sinks.parquet import done_item_ids
 
 log = logging.getLogger(__name__)
@@ -94,7 +97,6 @@ def watch(cfg: SweepConfig, run_dir: str, opts: WatchOptions, stream=None, stop:
     stop = stop or threading.Event()
     _install_signal_handlers(stop)
     if session_factory is None:
-        from runner.session import SweepSession
 
         session_factory = lambda plan, stream: SweepSession(plan, stream=stream)  # noqa: E731
 
@@ -181,10 +183,6 @@ __all__ = ["WatchOptions", "WatchOrder", "WatchResult", "select_checkpoints", "w
 
 
 def watch_command(run_dir: str, config: str | None, overrides: list[str], opts: WatchOptions) -> int:
-    from runner.commands._output import exit_status, print_checkpoint_metrics, report_after_run
-    from runner.config import load_config
-    from runner.sinks.lock import results_writer
-
     cfg = load_config(config, overrides)
     with results_writer(cfg.output.dir, "runner watch"):
         result = watch(cfg, run_dir, opts)

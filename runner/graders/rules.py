@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Sequence
 
 from runner.generation.engine import GenerationResult
-from runner.graders.base import GraderEntry, GraderStageSpec, StageContext
 from runner.graders.awareness import AwarenessClassifier
-from runner.grid import WorkItem
+from runner.graders.base import GraderEntry, GraderStageSpec, StageContext
 from runner.graders.reasons import GENERATION_FAILED, NEEDS_JUDGE
+from runner.grid import WorkItem
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
-
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from runner.checkpoints import Checkpoint
 from runner.grid import WorkItem

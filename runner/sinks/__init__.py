@@ -12,12 +12,13 @@ them in: W&B curves, regression baselines and console lines follow training orde
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
-from pathlib import Path
-
 from runner.checkpoints import Checkpoint
+from runner.sinks.parquet import ParquetSink
 from runner.sinks.regression import RegressionTracker
+from runner.sinks.wandb_sink import WandbSink
 
 
 class Sink(Protocol):
@@ -33,7 +34,6 @@ class Sink(Protocol):
 
 class StepOrder:
     """Holds back a finished checkpoint until every lower step of its model in this run is done."""
-
     def __init__(self):
         self.expected: dict[str, set[int]] = {}     # model -> steps of this run not handed on yet
         self.held: dict[str, dict[int, tuple]] = {}
@@ -101,8 +101,6 @@ def build_sinks(cfg, out_dir: Path, run_id: str, config: dict, *, progress=None,
                 wandb_cfg=None) -> Sinks:
     """The run's sinks: Parquet into `out_dir`, W&B (unless disabled), and `progress` (a
     ConsoleProgress) when given. `cfg`: the SweepConfig; `wandb_cfg` overrides `cfg.wandb`."""
-    from runner.sinks.parquet import ParquetSink
-    from runner.sinks.wandb_sink import WandbSink
 
     sinks: list = [ParquetSink(out_dir, run_id), WandbSink(wandb_cfg or cfg.wandb, out_dir, run_id, config,
                                                           job_type=job_type)]

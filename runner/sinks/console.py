@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 import time
 
+from runner.sinks.metrics import awareness_summary
+
 
 class ConsoleProgress:
     def __init__(self, total: int, skipped: int, stream=None, every_s: float = 2.0):
@@ -85,8 +87,6 @@ class ConsoleProgress:
 
 def checkpoint_lines(ckpt, m: dict) -> list[str]:
     """A finished checkpoint's console lines: counts, regression, judge agreement, awareness."""
-    from runner.sinks.metrics import awareness_summary
-
     lines = []
     if m.get("overall/regression"):
         lines.append(f"REGRESSION: {ckpt.key} harmful rate is significantly above baseline step "

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner.errors import UserError
+from runner.sinks.parquet import check_results_dataset, remove_stale_temporaries
 
 log = logging.getLogger("runner")
 
@@ -131,7 +132,6 @@ def results_writer(out_dir: str, command: str):
     """Hold the one-writer lock on `out_dir` for the run (before Ray starts: a second run, an
     uncreatable directory or a foreign/corrupt Parquet file there fails at once, exit 2), after
     removing temporary files a killed run left."""
-    from runner.sinks.parquet import check_results_dataset, remove_stale_temporaries
 
     with ResultsDirLock(out_dir, command) as lock:
         stale = remove_stale_temporaries(lock.root)

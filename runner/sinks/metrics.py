@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from runner.graders.reasons import NEEDS_JUDGE, is_transient
+from runner.sinks.parquet import latest_rows, read_results
+from runner.sinks.regression import labels_of
 from runner.stats import wilson_interval
 
 
@@ -137,8 +139,6 @@ def read_checkpoint(out_dir, ckpt, item_ids: set[str] | None, n_transcripts: int
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    from runner.sinks.parquet import latest_rows, read_results
-    from runner.sinks.regression import labels_of
 
     flt = (ds.field("model") == ckpt.model) & (ds.field("checkpoint") == ckpt.name)
     cols = ["item_id", "scenario", "condition", "seed", "status", "harmful", "unscored_reason", "response",
