@@ -3,6 +3,7 @@
     runner sweep [CONFIG.yaml] [key=value ...]   run a sweep (no CONFIG: the embedded demo)
     runner watch RUN_DIR [CONFIG.yaml] [key=value ...]  evaluate checkpoints as training writes them
     runner validate [PACK_DIR ...]               lint scenario packs, print family/condition counts
+    runner checkpoints RUN_DIR [CONFIG.yaml] [key=value ...] [--json]  what sweep/watch would evaluate
     runner grade RESULTS_DIR [CONFIG.yaml] [key=value ...]  re-grade a dataset (new grading version)
     runner report RESULTS_DIR [RESULTS_DIR ...] [-o report.html] [--png DIR]  one self-contained HTML report
     runner submit [CONFIG.yaml] [key=value ...] [--watch RUN_DIR] [--follow]  as a Ray job on a cluster
@@ -203,6 +204,13 @@ def cmd_grade(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_checkpoints(ns: argparse.Namespace) -> int:
+    from runner.commands.checkpoints import checkpoints_command
+
+    config, overrides = _split_config_and_overrides(ns.args)
+    return checkpoints_command(ns.run_dir, config, overrides, ns.json, sys.stdout)
+
+
 def report_after_run(auto: bool, results_dir: Path) -> None:
     """After a sweep or watch: write the report (report.auto) or say how to."""
     if not auto:
@@ -333,6 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once this file exists in RUN_DIR and all is evaluated (default TRAINING_DONE)")
     w.add_argument("--max-polls", type=int, default=None, help=argparse.SUPPRESS)
     w.set_defaults(func=cmd_watch)
+    c = sub.add_parser("checkpoints", help="list what sweep and watch would evaluate in a training run, and why not",
+                       description="One line per checkpoint of RUN_DIR (any trainer layout runner knows): name, step, "
+                                   "model dir, kind (full | adapter), base model, ready or why not.")
+    c.add_argument("run_dir", help="the training run's directory (or a model directory; a URI works too)")
+    c.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value]", help="models.0.* settings apply")
+    c.add_argument("--json", action="store_true", help="one JSON array: name, step, model_dir, kind, base_model, "
+                                                        "ready, reason")
+    c.set_defaults(func=cmd_checkpoints)
     g = sub.add_parser("grade", help="re-grade an existing results dataset with other grading settings",
                        description="Re-grade RESULTS_DIR (a sweep's output.dir) without regenerating.",
                        epilog=GRADE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -179,15 +179,17 @@ class _Checker:
         def result(reason, base=None, ckpt=None):
             return CheckpointStatus(c.name, c.step, loc.uri, kind, base, reason, ckpt)
 
-        if c.blocked:
-            return result(c.blocked, self.explicit_base.uri if self.explicit_base else None)
         try:
             base = None
             if adapter:
                 base, why = self.explicit_base, None
-                if base is None:
+                if base is None and F.ADAPTER_CONFIG in files:
                     base, why = self._adapter_base(loc)
+                if c.blocked:
+                    return result(c.blocked, base.uri if base else None)
                 why = why or F.adapter_problem(loc, files)
+            elif c.blocked:
+                return result(c.blocked)
             else:
                 why = F.config_problem(loc, files) or F.weights_problem(loc, files)
             base_uri = base.uri if base else None

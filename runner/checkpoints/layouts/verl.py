@@ -26,9 +26,9 @@ def recognise(run: RunListing) -> bool:
 
 def _not_loadable(run: RunListing, actor: str) -> str:
     backend = "megatron" if run.is_dir(join(actor, "dist_ckpt")) else "fsdp"
-    return (f"verl saved {backend.upper()} shards only (no HF weights in {actor}/huggingface): add 'hf_model' to "
+    return (f"verl saved {backend.upper()} shards only (no HF weights in actor/huggingface): add 'hf_model' to "
             f"actor_rollout_ref.actor.checkpoint.save_contents, or convert with `python -m verl.model_merger merge "
-            f"--backend {backend} --local_dir {actor} --target_dir DIR`")
+            f"--backend {backend} --local_dir RUN/global_step_N/actor --target_dir DIR`")
 
 
 def candidates(run: RunListing) -> list[Candidate]:
