@@ -1,6 +1,6 @@
 """`runner watch RUN_DIR`: evaluate each new complete checkpoint of a training run, exactly once.
 
-The watcher polls RUN_DIR for checkpoints (the model's `checkpoint_pattern`; only complete
+The watcher polls RUN_DIR for checkpoints (any layout `runner checkpoints` knows; only complete
 ones count, see `runner.checkpoints`), and runs every checkpoint it has not evaluated yet
 through one long-lived SweepSession, so engines stay up and move by weight swap. "Evaluated"
 is read from the results dataset (every grid item of the checkpoint has an `ok` row), so a
