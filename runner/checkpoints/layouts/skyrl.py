@@ -2,7 +2,9 @@
 
 Checkpoints (`save_checkpoints`): `ckpt_path/global_step_{N}/policy/` with the rank state
 (`model_state.pt`, ... or Megatron `*.distcp`), `policy/huggingface/` (config and tokenizer
-only), `lora_adapter/` with LoRA; then `data.pt`, `trainer_state.pt`, and
+only), with LoRA `policy/lora_adapter/` in PEFT format (adapter_config.json +
+adapter_model.safetensors: `skyrl/backends/skyrl_train/distributed/fsdp_strategy.py`); then
+`data.pt`, `trainer_state.pt`, and
 `latest_ckpt_global_step.txt` at the root, last. HF weights only as exports
 (`save_models`, every `trainer.hf_save_interval` steps) at
 `export_path/global_step_{N}/policy/`: a full HF directory, with no marker.
