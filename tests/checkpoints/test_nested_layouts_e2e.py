@@ -11,7 +11,7 @@ from runner.demo import HARMFUL_REPLY, SAFE_REPLY
 from runner.sweep import plan_sweep, run_sweep
 from tests.checkpoints import trainer_runs as T
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]  # fixtures build the demo run first: slow on a loaded machine
 
 
 def test_sweep_generates_from_verl_and_nemo_rl_model_dirs(demo_run, ray_local, tmp_path):

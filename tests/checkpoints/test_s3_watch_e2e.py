@@ -15,7 +15,7 @@ from runner.watch import WatchOptions, watch
 from tests.checkpoints import trainer_runs as T
 from tests.checkpoints.conftest import BUCKET, upload
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]  # fixtures build the demo run first: slow on a loaded machine
 
 
 def test_watch_over_s3_while_the_trainer_writes(s3, random_run, ray_local, tmp_path):

@@ -16,7 +16,7 @@ import runner.watch as watch_module
 from runner.config import load_config
 from runner.watch import WatchOptions, watch
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]  # fixtures build the demo run first: slow on a loaded machine
 REPO = Path(__file__).resolve().parents[2]
 
 
