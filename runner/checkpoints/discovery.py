@@ -52,6 +52,7 @@ def list_checkpoints(model: ModelConfig, demo_run_dir: Path | None = None) -> Ru
     layout = choose_layout(model, run)
     if layout is None:
         raise CheckpointError(_not_a_run(model))
+    run.warnings.clear()   # only what the chosen layout noticed, not the layouts tried before it
     candidates = layout.candidates(run)
     if model.checkpoints:
         names = {c.name for c in candidates}
@@ -64,7 +65,7 @@ def list_checkpoints(model: ModelConfig, demo_run_dir: Path | None = None) -> Ru
         raise CheckpointError(_not_a_run(model, layout))
     checker = _Checker(model, run)
     statuses = [checker.status(c) for c in candidates]
-    return RunReport(model.name, model.path, layout.name, statuses, list(run.warnings))
+    return RunReport(model.name, model.path, layout.name, statuses, list(dict.fromkeys(run.warnings)))
 
 
 def discover_checkpoints(model: ModelConfig, demo_run_dir: Path | None = None) -> list[Checkpoint]:
