@@ -4,6 +4,7 @@ engines loading their own copies of the nested HF directory (real Ray + vLLM CPU
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -14,6 +15,11 @@ from runner.config import load_config
 from runner.watch import WatchOptions, watch
 from tests.checkpoints import trainer_runs as T
 from tests.checkpoints.conftest import BUCKET, upload
+
+# The engines read S3 with the credentials of their environment, which Ray workers inherit from
+# the Ray instance: set them (moto's dummy ones) before the session's Ray starts, i.e. at import.
+os.environ.update({k: os.environ.get(k, v) for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                                                          "AWS_DEFAULT_REGION": "us-east-1"}.items()})
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]  # fixtures build the demo run first: slow on a loaded machine
 
