@@ -107,17 +107,25 @@ class ModelConfig:
     # With `base_model` set: a LoRA adapter directory or a run directory of adapter checkpoints.
     # With `backend: openai`: the model name the server knows (one checkpoint, step 0).
     path: str = MISSING
-    # How checkpoint directories are named; `{step}` is the integer training step.
+    # Which trainer wrote the run directory: `auto` recognises HF Trainer/TRL/Unsloth, verl,
+    # OpenRLHF, NeMo-RL, torchtune, SkyRL and ART from the files found; or a layout name (see
+    # `runner checkpoints --help`), or a pattern naming the model directory of each step, e.g.
+    # `global_step_{step}/actor/huggingface`.
+    checkpoint_layout: str = "auto"
+    # How plain checkpoint directories are named; `{step}` is the integer training step. A value
+    # other than the default overrides `checkpoint_layout: auto`, as a pattern does.
     checkpoint_pattern: str = "checkpoint-{step}"
     # Evaluate only these checkpoint directory names; empty means every one discovered.
     checkpoints: List[str] = field(default_factory=list)
     # Tokenizer directory, for checkpoints saved without tokenizer files. None: the checkpoint's.
     tokenizer: Optional[str] = None
-    # A checkpoint counts once config.json and whole weight files are there. Stricter rules for
-    # trainers that write in place: a marker file they write last (e.g. COMPLETE), and/or no
-    # file changed for this many seconds.
+    # A checkpoint counts once it is complete by its trainer's rule (see runner/checkpoints/) and
+    # config.json, tokenizer and whole weight files are there. Stricter rules for trainers that
+    # write in place: a marker file they write last (e.g. COMPLETE), and/or no file changed for
+    # this many seconds. None: the layout's own quiet period (30 s for trainers that write no
+    # marker: OpenRLHF, torchtune, ART, SkyRL exports; 0 otherwise).
     complete_marker: Optional[str] = None
-    complete_after_seconds: float = 0.0
+    complete_after_seconds: Optional[float] = None
     # LoRA: the base model's HF directory (local path or URI). `path` then holds PEFT adapter
     # checkpoints (adapter_config.json + adapter_model.safetensors); one vLLM engine of the base
     # model serves every checkpoint, switching adapters per request. None: full checkpoints.
@@ -369,6 +377,8 @@ def _parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text or text.startswith("="):
         raise ConfigError(f"bad override '{text}': expected key=value, e.g. sampling.seeds=8")
     key, raw = text.split("=", 1)
+    if key.strip().endswith((".checkpoint_pattern", ".checkpoint_layout")) and "{step}" in raw:
+        return key.strip(), raw  # a pattern, not YAML: `{step}/...` unquoted must not parse as a mapping
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as e:

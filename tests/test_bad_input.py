@@ -74,7 +74,7 @@ def test_empty_and_garbage_checkpoint_directories(capsys, tmp_path, out):
                                                   f"output.dir={out}")
     garbage = tmp_path / "garbage" / "checkpoint-100"
     garbage.mkdir(parents=True)
-    (garbage / "config.json").write_text("{}")
+    (garbage / "config.json").write_text('{"model_type": "llama"}')
     (garbage / "notes.txt").write_text("no weights here")
     assert "no weight files" in _run(capsys, "sweep", f"models.0.path={garbage.parent}", f"output.dir={out}")
     assert not out.exists()

@@ -130,6 +130,7 @@ def test_remote_copy_leaves_trainer_state_behind(random_run, tmp_path):
         (ck_dir / name).write_bytes(b"x" * 1000)
     (ck_dir / "global_step100").mkdir()
     (ck_dir / "global_step100" / "mp_rank_00_model_states.pt").write_bytes(b"x")
+    (ck_dir / "trainer_state.json").write_text('{"global_step": 100}')  # the Trainer's completion marker
     (ck,) = discover_checkpoints(ModelConfig(name="d", path=f"file://{run}"))
     copied = {p.name for p in Path(localize_checkpoint(ck, tmp_path / "cache").path).iterdir()}
     assert {"config.json", "model.safetensors"} <= copied

@@ -1,6 +1,6 @@
 """`runner watch RUN_DIR`: evaluate each new complete checkpoint of a training run, exactly once.
 
-The watcher polls RUN_DIR for checkpoints (models[0]'s layout; only complete ones count, see
+The watcher polls RUN_DIR for checkpoints (any layout `runner checkpoints` knows; only complete ones count, see
 `runner.checkpoints`) and the paths of every other model in the config, and runs each checkpoint
 it has not evaluated yet through one long-lived SweepSession, so engines stay up and move by
 weight swap. "Evaluated" is read from the results dataset (every grid item of the checkpoint has
