@@ -236,7 +236,7 @@ def test_dry_run_reports_a_skipped_checkpoint(capsys, src, tmp_path, caplog):
     assert main(["sweep", "--dry-run", f"models.0.path={run}", f"output.dir={tmp_path / 'out'}"]) == 0
     cap = capsys.readouterr()
     assert "checkpoint-200: config.json is not valid JSON" in caplog.text   # a warning, on stderr
-    assert "checkpoints demo-rl@checkpoint-100;" in cap.out
+    assert "checkpoints: demo-rl@checkpoint-100\n" in cap.out
 
 
 def test_a_name_shaped_like_a_checkpoint_but_not_a_step_is_warned_about(capsys, src, tmp_path, caplog):
