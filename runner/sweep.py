@@ -10,7 +10,6 @@ so an interrupted sweep keeps every finished batch and the next run resumes afte
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -170,9 +169,9 @@ def make_run_id(name: str) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from runner.sinks.storage import write_text_atomic
+
+    write_text_atomic(path, text, root=path.parent.parent)  # an OS error: StorageError, one line
 
 
 def _row(run_id: str, item: WorkItem, res: GenerationResult, grading: Grading, judgment: Judgment | None,

@@ -11,10 +11,13 @@ killed run left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
 from typing import Iterable
+
+from runner.sinks.storage import storage_error
 
 SCHEMA_VERSION = 1
 # schema_version values this runner has a reader for (read_results maps them to results_schema()).
@@ -97,18 +100,20 @@ class ParquetSink:
             table = pa.Table.from_pylist(part, schema=schema).drop_columns([PARTITION_COLUMN])
             assert table.schema.equals(file_schema)
             directory = self.root / f"{PARTITION_COLUMN}={family}"
-            directory.mkdir(parents=True, exist_ok=True)
             self._seq += 1
             final = directory / f"part-{self.run_id}-{self._seq:06d}.parquet"
             tmp = directory / f"{TMP_PREFIX}{uuid.uuid4().hex}{TMP_SUFFIX}"
             try:
+                directory.mkdir(parents=True, exist_ok=True)
                 pq.write_table(table, tmp)
                 with open(tmp, "rb") as fh:
                     os.fsync(fh.fileno())
                 os.replace(tmp, final)
+            except OSError as e:  # pyarrow's write errors are OSErrors too
+                raise storage_error("results file", final, e, self.root, self.rows_written) from None
             finally:
-                if tmp.exists():
-                    tmp.unlink()
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
             self.rows_written += len(part)
             self.files_written += 1
 
