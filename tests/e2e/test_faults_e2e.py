@@ -235,3 +235,71 @@ def test_node_loss_mid_sweep_loses_nothing(random_run, tmp_path):
     finally:
         cluster.stop()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _session_processes(driver_pid: int, temp: Path) -> list:
+    """The driver's descendants and every process naming the session's temp dir, found without
+    the runner's own bookkeeping (Ray renames its workers and agents; the tree is read while the
+    driver lives)."""
+    import psutil
+
+    found = {p.pid: p for p in psutil.Process(driver_pid).children(recursive=True)}
+    for p in psutil.process_iter(["cmdline"]):
+        if str(temp) in " ".join(p.info["cmdline"] or []):
+            found.setdefault(p.pid, p)
+    return list(found.values())
+
+
+def _alive(procs) -> list:
+    import psutil
+
+    alive = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.Error:
+            pass
+    return alive
+
+
+def test_sigkill_of_the_driver_stops_its_local_ray_within_10s(random_run, tmp_path):
+    """D11: the OOM killer's way (SIGKILL to the driver's pid alone) leaves no process of the local
+    Ray the sweep started alive 10 s later (Ray's own agents lingered about a minute)."""
+    temp = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    try:
+        env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
+        env.update(RAY_TMPDIR=str(temp), RAY_USAGE_STATS_ENABLED="0")
+        out = tmp_path / "results"
+        s = Sweep(env, [f"models.0.path={random_run}", f"output.dir={out}", "sampling.seeds=4",
+                        "sampling.max_tokens=24", "scenarios.families=[blackmail]", "generation.batch_size=4",
+                        "generation.num_actors=1", "ray.num_cpus=1", "wandb.mode=disabled"])
+        deadline = time.monotonic() + 600
+        while not _parquet_files(out):  # Ray, its agents, workers and an engine all up
+            assert s.p.poll() is None and time.monotonic() < deadline, s.output[-3000:]
+            time.sleep(0.2)
+        procs = _session_processes(s.p.pid, temp)
+        names = sorted({" ".join(p.cmdline())[:40] for p in _alive(procs)})
+        assert any("raylet" in n for n in names) and any("DashboardAgent" in n for n in names), names
+        killed = time.monotonic()
+        s.p.send_signal(signal.SIGKILL)
+        s.wait()
+        left = _alive(procs)
+        while left and time.monotonic() - killed < 10:
+            time.sleep(0.1)
+            left = _alive(procs)
+        gone_after = time.monotonic() - killed
+        left += [p for p in _alive(_session_processes_named(temp)) if p not in left]
+        assert not left, [(p.pid, " ".join(p.cmdline())[:60]) for p in _alive(left)]
+        print(f"\nD11: {len(procs)} processes of the sweep's local Ray, all gone {gone_after:.1f}s after SIGKILL "
+              f"of the driver: {names}")
+    finally:
+        for p in _alive(_session_processes_named(temp)):
+            p.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _session_processes_named(temp: Path) -> list:
+    import psutil
+
+    return [p for p in psutil.process_iter(["cmdline"]) if str(temp) in " ".join(p.info["cmdline"] or [])]
