@@ -20,6 +20,14 @@ from runner.errors import RunFailed
 class StorageError(RunFailed):
     """Writing results failed on an OS error; finished batches are kept."""
 
+    def __init__(self, message: str):
+        super().__init__(message)
+        import logging
+
+        # Every log file under output.dir (W&B's debug logs) now fails the same way, and logging
+        # would print a traceback per record while the run closes, burying this one line.
+        logging.raiseExceptions = False
+
 
 def describe_os_error(e: OSError) -> str:
     """`No space left on device (ENOSPC)` for any OSError, pyarrow's included (whose strerror is

@@ -95,6 +95,12 @@ class WandbSink:
         for run in self.runs.values():
             url = getattr(run, "url", None) if self.mode == "online" else None
             run_dir = Path(run.dir).parent if getattr(run, "dir", None) else None
-            run.finish()
+            try:
+                run.finish()
+            except OSError as e:  # its files live in output.dir: a full disk there is reported by the run's own error
+                from runner.sinks.storage import describe_os_error
+
+                where.append(f"{run_dir} (not finished: {describe_os_error(e)})")
+                continue
             where.append(url or str(run_dir))
         return where

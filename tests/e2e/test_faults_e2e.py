@@ -303,3 +303,71 @@ def _session_processes_named(temp: Path) -> list:
     import psutil
 
     return [p for p in psutil.process_iter(["cmdline"]) if str(temp) in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.fixture
+def small_disk():
+    """A 150 kB tmpfs (root only): a few batches fit, the sweep's do not; `grow()` makes room."""
+    import os
+
+    mnt = Path(tempfile.mkdtemp(prefix="rd-", dir="/tmp"))
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        mnt.rmdir()
+        pytest.skip("needs root to mount a small tmpfs")
+
+    def grow() -> None:
+        subprocess.run(["mount", "-o", "remount,size=16m", str(mnt)], check=True)
+
+    try:
+        yield mnt, grow
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        shutil.rmtree(mnt, ignore_errors=True)
+
+
+def test_disk_full_mid_sweep_is_one_line_and_a_rerun_completes(random_run, small_disk):
+    """D9: output.dir on a disk that fills mid-sweep: exit 1, one closing line naming the file and
+    the errno, no traceback, no temporary file, the local Ray stopped; after making room a re-run
+    completes the grid with no duplicate."""
+    import os
+
+    mnt, grow = small_disk
+    temp = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_TMPDIR=str(temp), RAY_USAGE_STATS_ENABLED="0")
+    out = mnt / "results"
+    args = [f"models.0.path={random_run}", f"output.dir={out}", "sampling.seeds=4", "sampling.max_tokens=24",
+            "scenarios.families=[blackmail]", "generation.batch_size=4", "generation.num_actors=1", "ray.num_cpus=1",
+            "wandb.mode=offline", "wandb.transcripts_per_checkpoint=2"]
+    try:
+        s = Sweep(env, args)
+        procs = []
+        deadline = time.monotonic() + 900
+        while s.p.poll() is None and time.monotonic() < deadline:
+            if not procs and s.saw(r"generation engine\(s\)"):
+                procs = _session_processes(s.p.pid, temp)
+            time.sleep(0.2)
+        rc = s.wait(timeout=60)
+        lines = [ln for ln in s.lines if ln.strip()]
+        assert rc == 1, s.output[-3000:]
+        assert "Traceback" not in s.output and "Logging error" not in s.output, s.output[-3000:]
+        assert re.match(r"runner: cannot write (results file|the run's config) .*: No space left on device \(ENOSPC\); "
+                        r"finished batches are kept in .*a re-run resumes after them", lines[-1]), lines[-5:]
+        assert not _temporaries(out) and not list(out.glob("_runs/.tmp-*"))
+        rows = sum(pq.read_metadata(f).num_rows for f in _parquet_files(out))
+        killed = time.monotonic()
+        while _alive(procs) and time.monotonic() - killed < 10:
+            time.sleep(0.2)
+        assert procs and not _alive(procs), [" ".join(p.cmdline())[:60] for p in _alive(procs)]
+
+        grow()
+        again = Sweep(env, args)
+        assert again.wait(timeout=900) == 0, again.output[-3000:]
+        counts = check_dataset(out, 3 * 4 * 4)
+        print(f"\nD9: disk full after {rows} rows: exit {rc}, last line: {lines[-1]}\n"
+              f"   re-run after making room: {counts}")
+    finally:
+        for p in _alive(_session_processes_named(temp)):
+            p.kill()
+        shutil.rmtree(temp, ignore_errors=True)
