@@ -114,37 +114,67 @@ def test_watch_on_a_missing_directory(capsys, tmp_path, out):
     assert not out.exists()  # the lock's directory is removed again: nothing left behind
 
 
-def _results_file(path: Path) -> None:
+def _file_schema():
     from runner.sinks.parquet import results_schema
 
     schema = results_schema()
-    schema = schema.remove(schema.get_field_index("scenario"))
-    pq.write_table(schema.empty_table(), path)
+    return schema.remove(schema.get_field_index("scenario"))
 
 
-@pytest.mark.parametrize("bad, expect", [
-    ("foreign", "not a results file (no column item_id)"),
-    ("corrupt", "a corrupt Parquet file"),
-    ("wrong_type", "not a results file (column checkpoint_step has type string)"),
-    ("stray", "not part of a results dataset"),
-])
-def test_output_dir_holding_a_foreign_or_corrupt_parquet_file(capsys, tmp_path, out, bad, expect):
+def _results_file(path: Path) -> None:
+    pq.write_table(_file_schema().empty_table(), path)
+
+
+def _one_row(**change) -> pa.Table:
+    """One row as the runner writes it, with `change` applied (a value, or a (name, array) column)."""
+    schema = _file_schema()
+    row = {f.name: None for f in schema} | {"run_id": "r", "item_id": "i", "status": "ok", "schema_version": 1,
+                                            "checkpoint_step": 100, "seed": 0}
+    t = pa.Table.from_pylist([row], schema=schema)
+    for name, value in change.items():
+        column = value if isinstance(value, pa.Array) else pa.array([value], type=schema.field(name).type)
+        t = t.set_column(t.schema.get_field_index(name), name, column) if name in t.column_names \
+            else t.append_column(name, column)
+    return t
+
+
+BAD_FILES = {
+    "foreign": (lambda part, out: pq.write_table(pa.table({"a": [1]}), part / "x.parquet"),
+                "not a results file (no column run_id and 12 more of the runner's columns)"),
+    # D7: three of the runner's columns are not enough to be part of the dataset.
+    "lookalike": (lambda part, out: pq.write_table(pa.table({"item_id": ["i"], "status": ["ok"], "run_id": ["r"]}),
+                                                   part / "x.parquet"),
+                  "not a results file (no column condition and 9 more of the runner's columns)"),
+    "corrupt": (lambda part, out: (part / "part-cut.parquet").write_bytes((part / "part-good.parquet").read_bytes()[:200]),
+                "a corrupt Parquet file"),
+    "wrong_type": (lambda part, out: pq.write_table(_one_row(checkpoint_step=pa.array(["x"])), part / "x.parquet"),
+                   "not a results file (column checkpoint_step has type string, not int64)"),
+    "extra_column": (lambda part, out: pq.write_table(_one_row(notes=pa.array(["n"])), part / "x.parquet"),
+                     "not a results file (column notes is not one the runner writes)"),
+    "partition_column": (lambda part, out: pq.write_table(_one_row(scenario=pa.array(["blackmail"])), part / "x.parquet"),
+                         "not a results file (column scenario is not one the runner writes)"),
+    "newer_schema": (lambda part, out: pq.write_table(_one_row(schema_version=2), part / "x.parquet"),
+                     "not a results file (schema_version 2; this runner reads 1)"),
+    "stray": (lambda part, out: pq.write_table(pa.table({"a": [1]}), out / "data.parquet"),
+              "not part of a results dataset"),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_FILES))
+def test_output_dir_holding_a_foreign_or_corrupt_parquet_file(capsys, tmp_path, out, bad):
+    """Every command that reads or writes a dataset refuses it, naming the file, and leaves it as it was."""
     part = out / "scenario=blackmail"
     part.mkdir(parents=True)
-    _results_file(part / "part-good.parquet")   # a finished row file: must survive untouched
+    pq.write_table(_one_row(), part / "part-good.parquet")   # a finished row file: must survive untouched
     good = (part / "part-good.parquet").read_bytes()
-    if bad == "foreign":
-        pq.write_table(pa.table({"a": [1]}), part / "x.parquet")
-    elif bad == "corrupt":
-        (part / "part-cut.parquet").write_bytes(good[: len(good) // 2])
-    elif bad == "wrong_type":
-        pq.write_table(pa.table({"item_id": ["i"], "status": ["ok"], "run_id": ["r"], "checkpoint_step": ["x"]}),
-                       part / "x.parquet")
-    else:
-        pq.write_table(pa.table({"a": [1]}), out / "data.parquet")
+    make, expect = BAD_FILES[bad]
+    make(part, out)
     before = _tree(out)
     model = _model_dir(tmp_path / "m")
-    for argv in (["sweep", f"models.0.path={model}", f"output.dir={out}"], ["grade", str(out)]):
-        assert expect in _run(capsys, *argv)
+    bad_file = next(p for p in sorted(out.rglob("*.parquet")) if p.name != "part-good.parquet").relative_to(out)
+    for argv in (["sweep", f"models.0.path={model}", f"output.dir={out}"], ["grade", str(out)],
+                 ["watch", str(tmp_path), f"output.dir={out}", "--max-polls=1"], ["report", str(out)]):
+        line = _run(capsys, *argv)
+        assert expect in line and str(bad_file) in line, (argv[0], line)
     assert _tree(out) == before
     assert (part / "part-good.parquet").read_bytes() == good

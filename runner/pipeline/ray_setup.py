@@ -42,6 +42,10 @@ def init_ray(cfg: RayConfig) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
+        from runner.pipeline.reaper import start_reaper
+
+        # Ray's agents outlive a SIGKILLed driver by a minute; the reaper stops them at once.
+        start_reaper()
         ray.init(num_cpus=cfg.num_cpus, **kwargs)
     if callable(ours):
         # ray.init replaces SIGTERM's handler with its own (sys.exit). The CLI's makes SIGTERM

@@ -76,8 +76,9 @@ class ReportData:
 
 
 def check_datasets(dirs: list[str]) -> list[Path]:
-    """The datasets' resolved roots; UserError for a directory that is not one."""
-    from runner.sinks.parquet import PARTITION_COLUMN
+    """The datasets' resolved roots; UserError for a directory that is not one, or that holds a
+    file which is not a results file (the same check as every writing command's)."""
+    from runner.sinks.parquet import PARTITION_COLUMN, check_results_dataset
 
     roots = []
     for d in dirs:
@@ -87,6 +88,7 @@ def check_datasets(dirs: list[str]) -> list[Path]:
         if not any(root.glob(f"{PARTITION_COLUMN}=*/*.parquet")):
             raise UserError(f"not a results dataset: {d} holds no {PARTITION_COLUMN}=*/*.parquet files "
                             f"(give the output.dir of a sweep)")
+        check_results_dataset(root)
         roots.append(root.resolve())
     return roots
 

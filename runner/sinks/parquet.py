@@ -11,15 +11,25 @@ killed run left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
 from typing import Iterable
 
+from runner.sinks.storage import storage_error
+
 SCHEMA_VERSION = 1
+# schema_version values this runner has a reader for (read_results maps them to results_schema()).
+READABLE_SCHEMA_VERSIONS = frozenset({1})
 PARTITION_COLUMN = "scenario"
 TMP_PREFIX = ".tmp-"
 TMP_SUFFIX = ".parquet.partial"
+
+
+# The DESIGN.md contract: every results file has these (the partition column in its directory name).
+CONTRACT_COLUMNS = ("run_id", "item_id", "scenario", "condition", "model", "checkpoint", "checkpoint_step", "seed",
+                    "response", "status", "error", "harmful", "unscored_reason", "schema_version")
 
 
 def results_schema():
@@ -90,18 +100,20 @@ class ParquetSink:
             table = pa.Table.from_pylist(part, schema=schema).drop_columns([PARTITION_COLUMN])
             assert table.schema.equals(file_schema)
             directory = self.root / f"{PARTITION_COLUMN}={family}"
-            directory.mkdir(parents=True, exist_ok=True)
             self._seq += 1
             final = directory / f"part-{self.run_id}-{self._seq:06d}.parquet"
             tmp = directory / f"{TMP_PREFIX}{uuid.uuid4().hex}{TMP_SUFFIX}"
             try:
+                directory.mkdir(parents=True, exist_ok=True)
                 pq.write_table(table, tmp)
                 with open(tmp, "rb") as fh:
                     os.fsync(fh.fileno())
                 os.replace(tmp, final)
+            except OSError as e:  # pyarrow's write errors are OSErrors too
+                raise storage_error("results file", final, e, self.root, self.rows_written) from None
             finally:
-                if tmp.exists():
-                    tmp.unlink()
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
             self.rows_written += len(part)
             self.files_written += 1
 
@@ -126,24 +138,23 @@ def remove_stale_temporaries(root: str | Path) -> int:
 
 
 def check_results_dataset(root: str | Path) -> None:
-    """Refuse (UserError) an output.dir whose data files are not all readable results Parquet.
+    """Refuse (UserError, one line naming the file) an output.dir holding any data file that is
+    not a results file of this runner: see `results_file_problem`.
 
     Dataset readers (pyarrow, DuckDB, pandas, resume) would fail on such a file halfway through a
-    run, or mix foreign rows in; checked before Ray starts. Only file footers are read.
+    run, mix foreign rows in, or (without an explicit schema) take the foreign file's schema for
+    the dataset's. Checked before Ray starts, by every command that reads or writes a dataset.
+    Only file footers are read (and the schema_version column where it has no statistics).
     """
-    import pyarrow.parquet as pq
-
     from runner.errors import UserError
 
     root = Path(root)
     if not root.is_dir():
         return
-    schema = results_schema()
-    required = ("item_id", "status", "run_id")
     for dirpath, dirnames, filenames in os.walk(root):
         # What dataset discovery skips: hidden and underscore names, at every level.
-        dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
-        for name in filenames:
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+        for name in sorted(filenames):
             if name.startswith((".", "_")):
                 continue
             path = Path(dirpath) / name
@@ -153,16 +164,59 @@ def check_results_dataset(root: str | Path) -> None:
                 raise UserError(f"{where}, which is not part of a results dataset (only "
                                 f"{PARTITION_COLUMN}=<family>/*.parquet belongs there); move it or choose another output.dir")
             try:
-                file_schema = pq.read_schema(path)
+                problem = results_file_problem(path)
             except Exception as e:  # noqa: BLE001 -- any unreadable footer is the same user problem
                 raise UserError(f"{where}, a corrupt Parquet file ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); move it away and re-run") from None
-            missing = [c for c in required if c not in file_schema.names]
-            clash = [f.name for f in file_schema if f.name in schema.names and not f.type.equals(schema.field(f.name).type)]
-            if missing or clash:
-                why = f"no column {missing[0]}" if missing else f"column {clash[0]} has type {file_schema.field(clash[0]).type}"
-                raise UserError(f"{where}, a Parquet file that is not a results file ({why}); "
+            if problem:
+                raise UserError(f"{where}, a Parquet file that is not a results file ({problem}); "
                                 f"move it away or choose another output.dir")
+
+
+def results_file_problem(path: str | Path) -> str | None:
+    """Why a Parquet file is not a results file of this runner, or None when it is one.
+
+    A results file has every contract column, no column the runner does not write (the partition
+    column lives in the directory name), each with the runner's type, and a schema_version this
+    runner reads. Columns added after a file was written may be absent: they read back as null.
+    """
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(path)
+    found = meta.schema.to_arrow_schema()
+    expected = results_schema()
+    missing = [c for c in CONTRACT_COLUMNS if c != PARTITION_COLUMN and c not in found.names]
+    if missing:
+        more = f" and {len(missing) - 1} more of the runner's columns" if len(missing) > 1 else ""
+        return f"no column {missing[0]}{more}"
+    for f in found:
+        if f.name == PARTITION_COLUMN or f.name not in expected.names:
+            return f"column {f.name} is not one the runner writes"
+        want = expected.field(f.name).type
+        if not f.type.equals(want):
+            return f"column {f.name} has type {f.type}, not {want}"
+    versions, nulls = _schema_versions(path, meta)
+    if nulls:
+        return f"{nulls} row(s) without a schema_version"
+    unreadable = sorted(versions - READABLE_SCHEMA_VERSIONS)
+    if unreadable:
+        return (f"schema_version {unreadable[0]}; this runner reads "
+                f"{', '.join(map(str, sorted(READABLE_SCHEMA_VERSIONS)))}")
+    return None
+
+
+def _schema_versions(path, meta) -> tuple[set[int], int]:
+    """The schema_version values of a file and how many rows lack one: from the footer's column
+    statistics when every row group has them, else by reading that one column."""
+    import pyarrow.parquet as pq
+
+    index = meta.schema.to_arrow_schema().get_field_index("schema_version")
+    stats = [meta.row_group(i).column(index).statistics for i in range(meta.num_row_groups)]
+    if all(s is not None and s.has_min_max and s.has_null_count for s in stats):
+        # Each group's bounds are enough: the readable versions form one range.
+        return {v for s in stats for v in (s.min, s.max)}, sum(s.null_count for s in stats)
+    column = pq.read_table(path, columns=["schema_version"]).column(0)
+    return {v for v in column.to_pylist() if v is not None}, column.null_count
 
 
 def read_results(root: str | Path, columns: Iterable[str] | None = None, filter=None):

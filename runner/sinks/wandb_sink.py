@@ -11,6 +11,7 @@ from pathlib import Path
 
 from runner.config import WandbConfig, WandbMode
 from runner.errors import MissingDependencyError
+from runner.sinks.storage import describe_os_error
 
 
 def resolve_mode(cfg: WandbConfig) -> str:
@@ -87,7 +88,11 @@ class WandbSink:
         for run in self.runs.values():
             url = getattr(run, "url", None) if self.mode == "online" else None
             run_dir = Path(run.dir).parent if getattr(run, "dir", None) else None
-            run.finish()
+            try:
+                run.finish()
+            except OSError as e:  # its files live in output.dir: a full disk there is reported by the run's own error
+                where.append(f"{run_dir} (not finished: {describe_os_error(e)})")
+                continue
             where.append(url or str(run_dir))
         self.runs = {}
         return where

@@ -1,9 +1,16 @@
 """A real two-node Ray cluster on this machine, started with `ray start` as an operator would.
 
 Each node is its own `ray start --block` process in its own session, with its own ports; the
-head has its own temp dir and the dashboard (Job API) on 127.0.0.1. Stopping signals those two
+head has its own temp dir and the dashboard (Job API) on 127.0.0.1. Stopping signals those
 processes (they stop their raylet, GCS and workers), then kills whatever is left in their
 process groups or names this cluster's temp dir: never anyone else's Ray (no `ray stop`).
+
+Nodes start one at a time. Every node of one machine shares the head's session directory, and
+`ray start` picks its raylet and object-store socket names there by taking the first unused
+index: two nodes started together pick the same names, and the later raylet dies with "bind:
+Address already in use" (then `ray start` gives up after its fixed 30 s: "timed out during
+startup"). A node whose `ray start` still fails (a port taken by another process between
+choosing it and binding it) is started again on its own, with fresh ports.
 """
 
 from __future__ import annotations
@@ -60,28 +67,56 @@ class LocalRayCluster:
         self.env.pop("RAY_AUTH_TOKEN_PATH", None)
         self.procs: list[subprocess.Popen] = []
         self.node_manager_ports: list[int] = []
+        self.restarts = 0  # nodes whose `ray start` failed and were started again
+        self._pick_head_ports()
+
+    def _pick_head_ports(self) -> list[str]:
         gcs, dash, client = free_ports(3)
         self.gcs_address = f"127.0.0.1:{gcs}"
         self.dashboard = f"http://127.0.0.1:{dash}"
-        self._head_args = [f"--port={gcs}", f"--dashboard-port={dash}", f"--ray-client-server-port={client}"]
+        return [f"--port={gcs}", f"--dashboard-port={dash}", f"--ray-client-server-port={client}"]
 
-    def _start(self, args: list[str], log: str) -> None:
-        out = open(self.temp_dir / log, "w")
+    def _start(self, args: list[str], log: str) -> subprocess.Popen:
+        out = open(self.temp_dir / log, "a")
         ports = _node_ports()
         self.node_manager_ports.append(int(ports[0].split("=")[1]))
-        self.procs.append(subprocess.Popen([str(BIN / "ray"), "start", "--block", "--disable-usage-stats",
-                                            "--node-ip-address=127.0.0.1", f"--num-cpus={self.cpus}", "--num-gpus=0",
-                                            *args, *ports],
-                                           stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
+        p = subprocess.Popen([str(BIN / "ray"), "start", "--block", "--disable-usage-stats",
+                              "--node-ip-address=127.0.0.1", f"--num-cpus={self.cpus}", "--num-gpus=0",
+                              *args, *ports],
+                             stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def _drop(self, p: subprocess.Popen) -> None:
+        """Forget a node whose `ray start` failed, after killing what it left in its group."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        i = self.procs.index(p)
+        del self.procs[i], self.node_manager_ports[i]
+
+    def _start_node(self, args, log: str, up, timeout: float, what: str, attempts: int = 3) -> None:
+        """Start one node (`args()` gives its arguments) and wait until `up()`."""
+        for attempt in range(attempts):
+            p = self._start(args(), log)
+            if self._wait(up, timeout, what, watch=p, final=attempt == attempts - 1):
+                return
+            self._drop(p)
+            self.restarts += 1
 
     def start(self, workers: int = 1, timeout: float = 180) -> "LocalRayCluster":
         self.temp_dir.mkdir(parents=True, exist_ok=True)
-        self._start(["--head", f"--temp-dir={self.temp_dir}", "--include-dashboard=true",
-                     "--dashboard-host=127.0.0.1", *self._head_args], "head.log")
-        self._wait(lambda: self._job_api_up(), timeout, "the head's Job API")
+        t0 = time.monotonic()
+        self._start_node(lambda: ["--head", f"--temp-dir={self.temp_dir}", "--include-dashboard=true",
+                                  "--dashboard-host=127.0.0.1", *self._pick_head_ports()], "head.log",
+                         self._job_api_up, timeout, "the head's Job API")
         for i in range(workers):
-            self._start([f"--address={self.gcs_address}"], f"worker{i}.log")
-        self._wait(lambda: self.alive_nodes() >= 1 + workers, timeout, f"{1 + workers} nodes")
+            # The log monitor only forwards worker prints to drivers; a worker node does without it.
+            self._start_node(lambda: [f"--address={self.gcs_address}", "--include-log-monitor=false"],
+                             f"worker{i}.log", lambda n=2 + i: self.alive_nodes() >= n, timeout,
+                             f"node {2 + i} of {1 + workers}")
+        print(f"Ray cluster: {1 + workers} node(s) up in {time.monotonic() - t0:.1f}s "
+              f"({self.restarts} node start(s) retried)")
         return self
 
     def _get(self, path: str, timeout: float):
@@ -135,12 +170,18 @@ class LocalRayCluster:
         os.killpg(self.procs[index].pid, signal.SIGKILL)
         self.procs[index].wait()
 
-    def _wait(self, ok, timeout: float, what: str) -> None:
+    def _wait(self, ok, timeout: float, what: str, watch: subprocess.Popen, final: bool) -> bool:
+        """True once `ok()`; False when `watch` (the node being started) exits first and this is
+        not the final attempt; else the cluster is stopped and the logs raised."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if ok():
-                return
-            if any(p.poll() is not None for p in self.procs):
+                return True
+            if watch.poll() is not None:
+                if not final:
+                    return False
+                break
+            if any(p.poll() is not None for p in self.procs if p is not watch):
                 break
             time.sleep(1)
         logs = "\n".join((self.temp_dir / f).read_text()[-2000:] for f in os.listdir(self.temp_dir) if f.endswith(".log"))

@@ -208,12 +208,7 @@ def test_node_loss_mid_sweep_loses_nothing(random_run, tmp_path):
     spare node and the sweep completes with every item ok and no duplicate row."""
     temp = Path(tempfile.mkdtemp(prefix="rn-", dir="/tmp"))
     cluster = LocalRayCluster(temp, cpus_per_node=1)
-    try:
-        cluster.start(workers=2)   # head + 2 workers, one CPU each: 2 engines and one spare CPU
-    except RuntimeError:  # a raylet that timed out at start on the loaded 2-core machine: once more
-        cluster.stop()
-        cluster = LocalRayCluster(Path(tempfile.mkdtemp(prefix="rn-", dir="/tmp")), cpus_per_node=1)
-        cluster.start(workers=2, timeout=360)
+    cluster.start(workers=2)   # head + 2 workers, one CPU each: 2 engines and one spare CPU
     try:
         out = tmp_path / "results"
         env = {**cluster.env, "RAY_ADDRESS": cluster.gcs_address}
@@ -235,7 +230,144 @@ def test_node_loss_mid_sweep_loses_nothing(random_run, tmp_path):
         counts = check_dataset(out, 3 * 4 * 4)
         placed = [(a["node_id"][:8], roles.get(a["node_id"], "?"), a["state"]) for a in cluster.actors("GenerationActor")]
         print(f"\nR1 node loss: killed node {victim[:8]} after {rows_before} rows; actors {placed}; {counts}; "
+              f"nodes restarted at cluster start: {cluster.restarts}; "
               f"{[line for line in s.lines if 'resubmitted' in line]}")
     finally:
         cluster.stop()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _session_processes(driver_pid: int, temp: Path) -> list:
+    """The driver's descendants and every process naming the session's temp dir, found without
+    the runner's own bookkeeping (Ray renames its workers and agents; the tree is read while the
+    driver lives)."""
+    import psutil
+
+    found = {p.pid: p for p in psutil.Process(driver_pid).children(recursive=True)}
+    for p in psutil.process_iter(["cmdline"]):
+        if str(temp) in " ".join(p.info["cmdline"] or []):
+            found.setdefault(p.pid, p)
+    return list(found.values())
+
+
+def _alive(procs) -> list:
+    import psutil
+
+    alive = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.Error:
+            pass
+    return alive
+
+
+def test_sigkill_of_the_driver_stops_its_local_ray_within_10s(random_run, tmp_path):
+    """D11: the OOM killer's way (SIGKILL to the driver's pid alone) leaves no process of the local
+    Ray the sweep started alive 10 s later (Ray's own agents lingered about a minute)."""
+    temp = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    try:
+        env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
+        env.update(RAY_TMPDIR=str(temp), RAY_USAGE_STATS_ENABLED="0")
+        out = tmp_path / "results"
+        s = Sweep(env, [f"models.0.path={random_run}", f"output.dir={out}", "sampling.seeds=4",
+                        "sampling.max_tokens=24", "scenarios.families=[blackmail]", "generation.batch_size=4",
+                        "generation.num_actors=1", "ray.num_cpus=1", "wandb.mode=disabled"])
+        deadline = time.monotonic() + 600
+        while not _parquet_files(out):  # Ray, its agents, workers and an engine all up
+            assert s.p.poll() is None and time.monotonic() < deadline, s.output[-3000:]
+            time.sleep(0.2)
+        procs = _session_processes(s.p.pid, temp)
+        names = sorted({" ".join(p.cmdline())[:40] for p in _alive(procs)})
+        assert any("raylet" in n for n in names) and any("DashboardAgent" in n for n in names), names
+        killed = time.monotonic()
+        s.p.send_signal(signal.SIGKILL)
+        s.wait()
+        left = _alive(procs)
+        while left and time.monotonic() - killed < 10:
+            time.sleep(0.1)
+            left = _alive(procs)
+        gone_after = time.monotonic() - killed
+        left += [p for p in _alive(_session_processes_named(temp)) if p not in left]
+        assert not left, [(p.pid, " ".join(p.cmdline())[:60]) for p in _alive(left)]
+        print(f"\nD11: {len(procs)} processes of the sweep's local Ray, all gone {gone_after:.1f}s after SIGKILL "
+              f"of the driver: {names}")
+    finally:
+        for p in _alive(_session_processes_named(temp)):
+            p.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _session_processes_named(temp: Path) -> list:
+    import psutil
+
+    return [p for p in psutil.process_iter(["cmdline"]) if str(temp) in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.fixture
+def small_disk():
+    """A 150 kB tmpfs (root only): a few batches fit, the sweep's do not; `grow()` makes room."""
+    import os
+
+    mnt = Path(tempfile.mkdtemp(prefix="rd-", dir="/tmp"))
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        mnt.rmdir()
+        pytest.skip("needs root to mount a small tmpfs")
+
+    def grow() -> None:
+        subprocess.run(["mount", "-o", "remount,size=16m", str(mnt)], check=True)
+
+    try:
+        yield mnt, grow
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        shutil.rmtree(mnt, ignore_errors=True)
+
+
+def test_disk_full_mid_sweep_is_one_line_and_a_rerun_completes(random_run, small_disk):
+    """D9: output.dir on a disk that fills mid-sweep: exit 1, one closing line naming the file and
+    the errno, no traceback, no temporary file, the local Ray stopped; after making room a re-run
+    completes the grid with no duplicate."""
+    import os
+
+    mnt, grow = small_disk
+    temp = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_TMPDIR=str(temp), RAY_USAGE_STATS_ENABLED="0")
+    out = mnt / "results"
+    args = [f"models.0.path={random_run}", f"output.dir={out}", "sampling.seeds=4", "sampling.max_tokens=24",
+            "scenarios.families=[blackmail]", "generation.batch_size=4", "generation.num_actors=1", "ray.num_cpus=1",
+            "wandb.mode=offline", "wandb.transcripts_per_checkpoint=2"]
+    try:
+        s = Sweep(env, args)
+        procs = []
+        deadline = time.monotonic() + 900
+        while s.p.poll() is None and time.monotonic() < deadline:
+            if not procs and s.saw(r"generation engine\(s\)"):
+                procs = _session_processes(s.p.pid, temp)
+            time.sleep(0.2)
+        rc = s.wait(timeout=60)
+        lines = [ln for ln in s.lines if ln.strip()]
+        assert rc == 1, s.output[-3000:]
+        assert "Traceback" not in s.output and "Logging error" not in s.output, s.output[-3000:]
+        assert re.match(r"runner: cannot write (results file|the run's config) .*: No space left on device \(ENOSPC\); "
+                        r"finished batches are kept in .*a re-run resumes after them", lines[-1]), lines[-5:]
+        assert not _temporaries(out) and not list(out.glob("_runs/.tmp-*"))
+        rows = sum(pq.read_metadata(f).num_rows for f in _parquet_files(out))
+        killed = time.monotonic()
+        while _alive(procs) and time.monotonic() - killed < 10:
+            time.sleep(0.2)
+        assert procs and not _alive(procs), [" ".join(p.cmdline())[:60] for p in _alive(procs)]
+
+        grow()
+        again = Sweep(env, args)
+        assert again.wait(timeout=900) == 0, again.output[-3000:]
+        counts = check_dataset(out, 3 * 4 * 4)
+        print(f"\nD9: disk full after {rows} rows: exit {rc}, last line: {lines[-1]}\n"
+              f"   re-run after making room: {counts}")
+    finally:
+        for p in _alive(_session_processes_named(temp)):
+            p.kill()
         shutil.rmtree(temp, ignore_errors=True)

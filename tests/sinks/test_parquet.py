@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 
 from runner.sinks.metrics import checkpoint_metrics
@@ -74,3 +75,30 @@ def test_done_ids_are_the_items_with_an_ok_row_in_any_file_or_family(tmp_path):
     sink.write([row(0)])  # a retry that succeeded
     sink.write([row(3, status="error")])
     assert done_item_ids(tmp_path) == {"id0", "id2"}
+
+
+def test_only_the_runners_schema_is_part_of_the_dataset(tmp_path):
+    """A file from before the grading columns existed is a results file (they read back null); a
+    schema_version without footer statistics is still read and checked."""
+    import pyarrow.parquet as pq
+
+    from runner.sinks.parquet import check_results_dataset, results_file_problem
+
+    sink = ParquetSink(tmp_path, "r")
+    sink.write([row(0) | {"grading_version": "g"}, row(1) | {"grading_version": "g"}])
+    written = next(tmp_path.glob("scenario=blackmail/*.parquet"))
+    assert results_file_problem(written) is None
+
+    old = pq.read_table(written).drop_columns(["rule_harmful", "judge_verdict", "grading_version", "prompt_digest"])
+    pq.write_table(old, tmp_path / "scenario=blackmail" / "part-old.parquet")
+    check_results_dataset(tmp_path)
+    t = read_results(tmp_path, columns=["item_id", "grading_version"])
+    assert t.num_rows == 4 and t["grading_version"].null_count == 2
+
+    newer = pq.read_table(written)
+    newer = newer.set_column(newer.schema.get_field_index("schema_version"), "schema_version",
+                             pa.array([1, 2], type=pa.int64()))
+    bare = tmp_path / "bare.parquet"
+    pq.write_table(newer, bare, write_statistics=False)
+    assert pq.read_metadata(bare).row_group(0).column(0).statistics is None
+    assert results_file_problem(bare) == "schema_version 2; this runner reads 1"

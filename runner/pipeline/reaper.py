@@ -1,0 +1,95 @@
+"""Stop a local Ray whose driver died without stopping it (SIGKILL, the OOM killer).
+
+A local Ray started by `ray.init()` shuts down at the driver's normal exit, and the kernel kills
+its GCS and raylet with the driver (Ray sets PR_SET_PDEATHSIG on them). The raylet's children
+are not covered: its DashboardAgent and RuntimeEnvAgent notice their parent is gone, then try to
+report that through the GCS, which is dead too, and linger for about a minute (measured: 66 s
+after a SIGKILL of the driver), holding ports and memory that the next run on a small machine
+wants.
+
+So the driver starts this process first: it waits for the end of a pipe only the driver holds
+(no polling; EOF comes the moment the driver is gone, however it died), then stops every process
+whose environment carries the driver's marker. The marker is set in the driver's environment
+before Ray starts, so Ray's processes and their children inherit it, whatever they are renamed to
+by setproctitle and whoever they are re-parented to; no other Ray on the machine carries it.
+
+    python -m runner.pipeline.reaper MARKER_VALUE     (stdin: the driver's pipe)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+MARKER = "RUNNER_LOCAL_RAY_OWNER"
+
+
+def start_reaper() -> subprocess.Popen:
+    """Spawn the reaper for this driver and mark the environment Ray will inherit from here on."""
+    value = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    env = {k: v for k, v in os.environ.items() if k != MARKER}
+    reaper = subprocess.Popen([sys.executable, "-m", "runner.pipeline.reaper", value], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                              start_new_session=True)  # a Ctrl-C to the driver's group must not stop it first
+    os.environ[MARKER] = value
+    return reaper  # its stdin (the pipe's write end) stays open as long as this process lives
+
+
+def marked_pids(value: str) -> list[int]:
+    """Pids whose environment holds MARKER=value (this user's processes; others are unreadable)."""
+    needle = f"{MARKER}={value}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                if needle in fh.read().split(b"\0"):
+                    found.append(int(name))
+        except OSError:  # gone meanwhile, or not ours
+            pass
+    return found
+
+
+def stop_marked(value: str, grace_s: float = 1.0) -> int:
+    """SIGTERM each marked process, SIGKILL what is left after `grace_s`; returns how many."""
+    pids = marked_pids(value)
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    end = time.monotonic() + grace_s
+    while time.monotonic() < end and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    for pid in marked_pids(value):  # again: a worker may have started during the grace period
+        _signal(pid, signal.SIGKILL)
+    return len(pids)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().split(b") ", 1)[1][:1] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def main(argv: list[str]) -> int:
+    (value,) = argv
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stdin.buffer.read()  # returns at EOF: the driver has exited, normally or not
+    stop_marked(value)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
