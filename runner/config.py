@@ -266,6 +266,9 @@ class GradingConfig:
     rules: bool = True
     # The LLM judge (off by default: it needs a judge model).
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    # Also classify eval awareness with the judge model (a second opinion beside the rule
+    # classifier, column `eval_awareness_judge`), on actors of its own. Needs the judge enabled.
+    awareness_judge: bool = False
 
 
 @dataclass

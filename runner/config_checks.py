@@ -39,6 +39,9 @@ def validate_config(cfg: "SweepConfig") -> None:
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", g.tool_parser or ""):
         problems.append(f"generation.tool_parser must be auto, none or a vLLM tool parser name such as hermes, "
                         f"llama3_json, mistral, pythonic (got {g.tool_parser!r})")
+    if cfg.grading.awareness_judge and not cfg.grading.judge.enabled:
+        problems.append("grading.awareness_judge=true uses the judge model: set grading.judge.enabled=true "
+                        "and grading.judge.model")
     if not cfg.grading.rules and not cfg.grading.judge.enabled:
         problems.append("grading.rules=false needs a judge (grading.judge.enabled=true): nothing would label the replies")
     if cfg.wandb.attach_run_id and len(cfg.models) > 1:

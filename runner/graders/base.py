@@ -39,6 +39,7 @@ class GraderStageSpec:
     depth: int = 2                              # batches in flight per actor
     max_task_retries: int = 2                   # Ray's retries of a call whose actor died
     threaded: bool = False                      # the actor runs its `depth` batches at once (an engine's)
+    reserves: int = 0                           # CPUs/GPUs its local engines take (generation leaves them free)
     describe: str = ""                          # for the start line, e.g. "1 judge engine"
     # The output for an item whose grading failed (driver side only; never sent to an actor).
     failed: Callable[[WorkItem, str], Any] | None = None

@@ -375,6 +375,7 @@ def judge_stage(ctx: StageContext) -> GraderStageSpec | None:
         make_kwargs=dict(engine=engine, judge_model=ctx.judge_model, spec=spec, rubrics=rubrics, api=api),
         num_actors=j.num_actors, actor_options=[placement.actor_options() for _ in range(j.num_actors)],
         depth=depth, max_task_retries=1, threaded=True, describe=f"{j.num_actors} judge engine(s)",
+        reserves=j.num_actors * per_actor if api is None else 0,
         failed=lambda item, why: Judgment(item.item_id, None, None, 0, why, spec.model, None))
 
 

@@ -6,7 +6,7 @@ here. `grading.rules=false` (or a judge that is not enabled) means that entry bu
 
 from __future__ import annotations
 
-from runner.graders import judge, rules
+from runner.graders import awareness_judge, judge, rules
 from runner.graders.base import GraderEntry
 
 GRADERS: dict[str, GraderEntry] = {}
@@ -20,6 +20,7 @@ def register(entry: GraderEntry) -> GraderEntry:
 
 register(rules.ENTRY)
 register(judge.ENTRY)
+register(awareness_judge.ENTRY)
 
 
 __all__ = ["GRADERS", "register"]

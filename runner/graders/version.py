@@ -53,6 +53,10 @@ def grading_identity(grading, packs: Iterable) -> dict[str, Any]:
         ident["judge"] = settings
         ident["judge_prompt"] = rubric_version(JUDGE_SYSTEM)  # the instructions every verdict follows
         ident["rubrics"] = {p.name: rubric_version(rubric_text(p.rubric, p.harmful_act)) for p in packs}
+    if getattr(grading, "awareness_judge", False):
+        from runner.graders.awareness_judge import AWARENESS_SYSTEM
+
+        ident["awareness_judge"] = rubric_version(AWARENESS_SYSTEM)
     return ident
 
 

@@ -34,14 +34,6 @@ class Stages:
             s.shutdown()
 
 
-def _judge_reserve(cfg: SweepConfig, device: str, judge_model: Checkpoint | None) -> int:
-    """CPUs or GPUs the judge's local engines take, which the generation pool must leave free."""
-    j = cfg.grading.judge
-    if judge_model is None or not BACKENDS[j.backend].serves_locally:
-        return 0
-    return j.num_actors * (j.cpu_threads_per_actor if device == "cpu" else j.num_gpus_per_actor)
-
-
 def build_stages(cfg: SweepConfig, *, pack_dirs: list[str], families: list[str], packs: list,
                  judge_model: Checkpoint | None, generation: bool, where: dict | None = None) -> Stages:
     """Start the stages' actors (Ray must be up). A cluster that cannot host them fails here,
@@ -49,26 +41,24 @@ def build_stages(cfg: SweepConfig, *, pack_dirs: list[str], families: list[str],
     device = resolve_device(cfg)
     g = cfg.generation
     stages = Stages(None, [], device)
+    ctx = StageContext(cfg=cfg, device=device, packs=packs, pack_dirs=pack_dirs, families=families,
+                       where=cfg.scenarios.where if where is None else where, judge_model=judge_model)
+    graders = [(e, spec) for e in GRADERS.values() if (spec := e.stage(ctx)) is not None]
     try:
         if generation:
             api_specs = {m.name: build_api_spec(m.api, g.max_model_len)
                          for m in cfg.models if not BACKENDS[m.backend].serves_locally}
-            spec = build_engine_spec(cfg, device)
+            engine = build_engine_spec(cfg, device)
             per_actor = g.cpu_threads_per_actor if device == "cpu" else g.tensor_parallel_size
             # An actor holds a local engine when any model needs one; then it reserves what that takes.
             local = [m for m in cfg.models if BACKENDS[m.backend].serves_locally]
-            placement = BACKENDS[(local or cfg.models)[0].backend].placement(device, per_actor, spec.cpu_kv_cache_gib)
+            placement = BACKENDS[(local or cfg.models)[0].backend].placement(device, per_actor, engine.cpu_kv_cache_gib)
             stages.generation = build_generation_stage(
-                spec, placement, num_actors=g.num_actors, batch_size=g.batch_size,
+                engine, placement, num_actors=g.num_actors, batch_size=g.batch_size,
                 max_inflight=inflight(g.max_inflight, device), max_retries=g.max_retries,
-                reserved=_judge_reserve(cfg, device, judge_model), api_specs=api_specs,
+                reserved=sum(gs.reserves for _, gs in graders), api_specs=api_specs,
                 api_only=len(api_specs) == len(cfg.models))
-        ctx = StageContext(cfg=cfg, device=device, packs=packs, pack_dirs=pack_dirs, families=families,
-                           where=cfg.scenarios.where if where is None else where, judge_model=judge_model)
-        for entry in GRADERS.values():
-            spec = entry.stage(ctx)
-            if spec is None:
-                continue
+        for entry, spec in graders:
             stages.graders.append(build_grading_stage(entry, spec))
             stages.described.append(spec.describe or entry.name)
         return stages

@@ -70,6 +70,7 @@ def results_schema():
         ("judge_attempts", pa.int64()),      # judge calls for the item (retries on unparseable replies)
         ("eval_awareness", pa.string()),     # tested | real | neither (runner.graders.awareness)
         ("eval_awareness_evidence", pa.string()),  # the clause that decided eval_awareness
+        ("eval_awareness_judge", pa.string()),  # the judge model's awareness label (grading.awareness_judge)
         ("grading_version", pa.string()),    # hash of everything that decides the grade (runner.graders.version)
         ("prompt_digest", pa.string()),      # hash of the rendered prompt (runner.grid.prompt_digest)
     ])

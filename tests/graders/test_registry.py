@@ -82,3 +82,32 @@ def test_b9_a_judge_that_returns_too_few_replies_unscores_the_call_with_a_transi
     assert [j.item_id for j in out] == ["it0", "it1", "it2"]
     assert all(j.verdict is None and "returned 2 replies for 3 prompts" in j.unscored_reason for j in out)
     assert all(is_transient(j.unscored_reason) for j in out)
+
+
+def test_the_awareness_judge_is_an_entry_enabled_by_config(demo_run):
+    from runner.checkpoints import Checkpoint
+    from runner.graders import awareness_judge
+    from runner.graders.awareness_judge import AwarenessJudgeGrader
+
+    assert "awareness_judge" in GRADERS
+    judge = Checkpoint(model="judge", name="checkpoint-100", step=0, path=str(demo_run / "checkpoint-100"),
+                       tokenizer=str(demo_run / "tokenizer"))
+    on = _ctx("grading.judge.enabled=true", f"grading.judge.model={demo_run}/checkpoint-100",
+              "grading.awareness_judge=true")
+    on.judge_model = judge
+    spec = awareness_judge.ENTRY.stage(on)
+    assert spec is not None and spec.reserves == 1 and "rubrics" not in spec.make_kwargs
+    off = _ctx("grading.judge.enabled=true", f"grading.judge.model={demo_run}/checkpoint-100")
+    off.judge_model = judge
+    assert awareness_judge.ENTRY.stage(off) is None
+
+    class Fixed:
+        def classify(self, replies):
+            return ["tested" if "test" in r else None for r in replies]
+
+    pairs = [(_item(0), GenerationResult("it0", "ok", "surely a test")),
+             (_item(1), GenerationResult("it1", "error", error="boom"))]
+    out = AwarenessJudgeGrader(Fixed()).grade(pairs)
+    assert [(v.item_id, v.label) for v in out] == [("it0", "tested"), ("it1", None)]
+    cols = grading_columns({"awareness_judge": out[0]}, JudgeCombine.judge_and_evidence, ok=True)
+    assert cols["eval_awareness_judge"] == "tested"

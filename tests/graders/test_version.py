@@ -48,7 +48,9 @@ def test_judge_settings_change_it(packs, override):
 def test_judge_on_off_and_rules_change_it_but_judge_settings_do_not_when_off(packs):
     assert _version(packs) != _version(packs, "grading.judge.enabled=true", "grading.judge.model=builtin:demo-rl")
     assert _version(packs) == _version(packs, "grading.judge.temperature=0.1", "grading.judge.combine=judge_only")
-    assert _version(packs) != _version(packs, "grading.rules=false")
+    judged = ("grading.judge.enabled=true", "grading.judge.model=builtin:demo-rl")
+    assert _version(packs, *judged) != _version(packs, *judged, "grading.rules=false")
+    assert _version(packs, *judged) != _version(packs, *judged, "grading.awareness_judge=true")
 
 
 def test_rubric_and_checks_and_families_change_it(packs):
