@@ -9,6 +9,7 @@ directory as a model, so a directory holding only an adapter is not a full check
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from runner.errors import CheckpointError
@@ -140,8 +141,6 @@ def weights_problem(loc: Location, files: dict[str, Entry]) -> str | None:
 
 def _shard_total(name: str) -> int:
     """N of `model-00001-of-0000N.safetensors`, 0 when `name` is not such a shard."""
-    import re
-
     m = re.match(r"^.+-\d{5}-of-(\d{5})\.(safetensors|bin)$", name)
     return int(m.group(1)) if m else 0
 

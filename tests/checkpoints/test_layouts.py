@@ -125,6 +125,8 @@ def test_openrlhf_recent_save_waits_for_the_quiet_period(capsys, src, tmp_path):
     rows = listing(capsys, run)
     assert summary(rows) == [("global_step4_hf", 4, "full", True), ("global_step8_hf", 8, "full", False)]
     assert "waiting for 30s without changes" in reason(rows, "global_step8_hf")
+    rows = listing(capsys, run, "models.0.complete_after_seconds=0")   # the user's setting wins
+    assert [r["ready"] for r in rows] == [True, True]
 
 
 def test_nemo_rl_consolidated_tokenizer_beside_and_tmp_never(capsys, src, tmp_path):
