@@ -19,8 +19,9 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
-from runner.config import BUILTIN_DEMO_MODEL, ModelConfig
+from runner.config import ModelConfig
 from runner.errors import CheckpointError
 from runner.remote import Entry, Location, fetch_directory, is_model_file, is_tokenizer_file, is_uri, open_location
 
@@ -157,12 +158,20 @@ def _has_tokenizer(names: set[str]) -> bool:
     return "tokenizer.json" in names or "tokenizer_config.json" in names
 
 
-def _open_root(model: ModelConfig, demo_run_dir: Path | None) -> Location:
-    raw = model.path
-    if raw == BUILTIN_DEMO_MODEL:
-        if demo_run_dir is None:
-            raise CheckpointError(f"models '{model.name}': the demo run has not been built")
-        raw = str(demo_run_dir)
+def _builtin_dir(value: str, key: str, built: Mapping[str, Path] | None, one_model: bool = False) -> str:
+    """A builtin model's directory, as the planner built it; any other value unchanged.
+    `one_model`: where one model is wanted (a LoRA base), not a run of checkpoints."""
+    from runner.builtins import is_builtin, model_dir
+
+    if not is_builtin(value):
+        return value
+    if value not in (built or {}):
+        raise CheckpointError(f"{key}: the builtin model {value} has not been built")
+    return str(model_dir(value, dict(built))) if one_model else str(built[value])
+
+
+def _open_root(model: ModelConfig, built: Mapping[str, Path] | None) -> Location:
+    raw = _builtin_dir(model.path, f"models '{model.name}'.path", built)
     root = open_location(raw, f"models '{model.name}'.path")
     kind = _kind(root, model.name)
     if kind == "missing":
@@ -179,8 +188,9 @@ def _kind(loc: Location, model_name: str) -> str:
         raise CheckpointError(f"models '{model_name}': {e}") from None
 
 
-def _base_model(model: ModelConfig) -> Location:
-    base = open_location(model.base_model, f"models '{model.name}'.base_model")
+def _base_model(model: ModelConfig, built: Mapping[str, Path] | None) -> Location:
+    raw = _builtin_dir(model.base_model, f"models '{model.name}'.base_model", built, one_model=True)
+    base = open_location(raw, f"models '{model.name}'.base_model")
     if _kind(base, model.name) != "dir":
         raise CheckpointError(f"models '{model.name}'.base_model: directory not found: {model.base_model}")
     why = incomplete_reason(base)
@@ -190,12 +200,14 @@ def _base_model(model: ModelConfig) -> Location:
     return base
 
 
-def discover_checkpoints(model: ModelConfig, demo_run_dir: Path | None = None) -> list[Checkpoint]:
-    """The model's checkpoints in step order. Raises CheckpointError when there is none usable."""
+def discover_checkpoints(model: ModelConfig, built: Mapping[str, Path] | None = None) -> list[Checkpoint]:
+    """The model's checkpoints in step order. Raises CheckpointError when there is none usable.
+
+    `built`: {builtin name: directory} for the builtin models the planner built (runner.builtins)."""
     raw = model.path
-    root = _open_root(model, demo_run_dir)
+    root = _open_root(model, built)
     lora = bool(model.base_model)
-    base = _base_model(model) if lora else None
+    base = _base_model(model, built) if lora else None
     single = ADAPTER_CONFIG if lora else "config.json"
 
     rx = pattern_regex(model.checkpoint_pattern)

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from runner.builtins import unknown_builtin_problem
 from runner.config import ApiConfig, BUILTIN_DEMO_MODEL, JudgeConfig, ModelBackend, SweepConfig
 from runner.errors import ConfigError
 
@@ -45,6 +46,7 @@ def validate_config(cfg: SweepConfig) -> None:
     if cfg.grading.num_actors < 1:
         problems.append(f"grading.num_actors must be >= 1 (got {cfg.grading.num_actors})")
     problems += _judge_problems(cfg.grading.judge)
+    problems += unknown_builtin_problem("grading.judge.model", cfg.grading.judge.model)
     if not cfg.models:
         problems.append("models must list at least one model")
     names = [m.name for m in cfg.models]
@@ -69,6 +71,8 @@ def validate_config(cfg: SweepConfig) -> None:
                 problems.append(f"models[{i}].base_model (LoRA) needs the vllm backend, not openai")
         for key in ("path", "base_model", "tokenizer"):
             problems += _uri_credential_problems(f"models[{i}].{key}", getattr(m, key))
+        for key in ("path", "base_model"):
+            problems += unknown_builtin_problem(f"models[{i}].{key}", getattr(m, key))
     problems += _output_dir_problems(cfg.output.dir)
     if problems:
         raise ConfigError("config error: " + "; ".join(problems) if len(problems) == 1

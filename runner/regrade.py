@@ -256,8 +256,8 @@ def _start_stages(cfg: SweepConfig, plan: RegradePlan):
 
 def _resolve_judge(cfg: SweepConfig) -> Checkpoint | None:
     """The judge model as plan_sweep resolves it (the demo run is built if the judge is builtin)."""
-    from runner.config import BUILTIN_DEMO_MODEL, ModelBackend
-    from runner.sweep import BUILTIN_SCENARIOS, check_api_servers, resolve_judge_model
+    from runner.config import ModelBackend
+    from runner.sweep import check_api_servers, resolve_judge_model
 
     judge = cfg.grading.judge
     if not judge.enabled:
@@ -266,12 +266,9 @@ def _resolve_judge(cfg: SweepConfig) -> Checkpoint | None:
         model = Checkpoint(model="judge", name=judge.model, step=0, path=judge.model, tokenizer="")
         check_api_servers(dataclasses.replace(cfg, models=[]), [], model)
         return model
-    demo_dir = None
-    if judge.model == BUILTIN_DEMO_MODEL:
-        from runner.demo import ensure_demo_run
+    from runner.builtins import ensure_builtins
 
-        demo_dir = ensure_demo_run(Path(cfg.cache_dir).expanduser(), scenarios_dir=BUILTIN_SCENARIOS)
-    return resolve_judge_model(judge.model, demo_dir)
+    return resolve_judge_model(judge.model, ensure_builtins([judge.model], cfg.cache_dir))
 
 
 def _read_dataset(root: Path, cols: list[str] | None = None):

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner.checkpoints import Checkpoint, discover_checkpoints
-from runner.config import (BUILTIN_DEMO_MODEL, REPO_ROOT, JudgeCombine, ModelBackend, ModelConfig, SweepConfig,
+from runner.config import (REPO_ROOT, JudgeCombine, ModelBackend, ModelConfig, SweepConfig,
                            config_to_yaml)
 from runner.errors import ConfigError
 from runner.generation.engine import GenerationResult
@@ -102,36 +102,34 @@ def plan_sweep(cfg: SweepConfig, allow_no_checkpoints: bool = False) -> SweepPla
     pack_dirs = resolve_pack_dirs(cfg)
     packs = load_packs([Path(d) for d in pack_dirs], cfg.scenarios.families or None)
     _check_where(packs, cfg.scenarios.where)
-    demo_dir = None
-    judge = cfg.grading.judge
-    local_judge = judge.enabled and judge.backend == ModelBackend.vllm
-    if any(m.path == BUILTIN_DEMO_MODEL and m.backend == ModelBackend.vllm for m in cfg.models) or (
-            local_judge and judge.model == BUILTIN_DEMO_MODEL):
-        from runner.demo import ensure_demo_run
+    from runner.builtins import ensure_config_builtins
 
-        demo_dir = ensure_demo_run(Path(cfg.cache_dir).expanduser(), scenarios_dir=BUILTIN_SCENARIOS)
+    judge = cfg.grading.judge
+    built = ensure_config_builtins(cfg)
     checkpoints = [c for m in cfg.models for c in (
-        [api_checkpoint(m)] if m.backend == ModelBackend.openai else discover_checkpoints(m, demo_dir))]
+        [api_checkpoint(m)] if m.backend == ModelBackend.openai else discover_checkpoints(m, built))]
     total = count_items(packs, cfg.scenarios.where, checkpoints, cfg.sampling.seeds)
     if total == 0 and not (allow_no_checkpoints and not checkpoints):
         raise ConfigError("config error: the grid is empty: scenarios.where selects no condition")
     judge_model = None
     if judge.enabled:
         judge_model = Checkpoint(model="judge", name=judge.model, step=0, path=judge.model, tokenizer="") \
-            if judge.backend == ModelBackend.openai else resolve_judge_model(judge.model, demo_dir)
+            if judge.backend == ModelBackend.openai else resolve_judge_model(judge.model, built)
     check_api_servers(cfg, checkpoints, judge_model)
     return SweepPlan(cfg, pack_dirs, [p.name for p in packs], checkpoints, total, packs=packs, judge_model=judge_model)
 
 
-def resolve_judge_model(model: str, demo_dir: Path | None) -> Checkpoint:
-    """The judge model as a Checkpoint (plain data the judge actors load)."""
-    if model == BUILTIN_DEMO_MODEL:
-        path = Path(demo_dir) / "checkpoint-100"
+def resolve_judge_model(model: str, built: dict[str, Path]) -> Checkpoint:
+    """The judge model as a Checkpoint (plain data the judge actors load); `built`: the builtins' dirs."""
+    from runner.builtins import BUILTINS, is_builtin, model_dir
+
+    if is_builtin(model):
+        path = model_dir(model, built)
     else:
         path = Path(model).expanduser().resolve()
         if not (path / "config.json").is_file():
             raise ConfigError(f"config error: grading.judge.model '{model}' is not a Hugging Face model "
-                              f"directory (no config.json in {path}); or use {BUILTIN_DEMO_MODEL}")
+                              f"directory (no config.json in {path}); or use one of {', '.join(BUILTINS)}")
     tokenizer = path
     if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
         if (path.parent / "tokenizer").is_dir():  # a run directory keeps one tokenizer beside its checkpoints

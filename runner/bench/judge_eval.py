@@ -54,7 +54,7 @@ def _judge_model(cfg):
     from runner.checkpoints import Checkpoint
     from runner.config import BUILTIN_DEMO_MODEL, ModelBackend
     from runner.errors import ConfigError
-    from runner.sweep import BUILTIN_SCENARIOS, resolve_judge_model
+    from runner.sweep import resolve_judge_model
 
     judge = cfg.grading.judge
     if not judge.model:
@@ -62,12 +62,9 @@ def _judge_model(cfg):
                           f"{BUILTIN_DEMO_MODEL}, or with grading.judge.backend=openai the served model's name)")
     if judge.backend == ModelBackend.openai:
         return Checkpoint(model="judge", name=judge.model, step=0, path=judge.model, tokenizer="")
-    demo_dir = None
-    if judge.model == BUILTIN_DEMO_MODEL:
-        from runner.demo import ensure_demo_run
+    from runner.builtins import ensure_builtins
 
-        demo_dir = ensure_demo_run(Path(cfg.cache_dir).expanduser(), scenarios_dir=BUILTIN_SCENARIOS)
-    return resolve_judge_model(judge.model, demo_dir)
+    return resolve_judge_model(judge.model, ensure_builtins([judge.model], cfg.cache_dir))
 
 
 def _work_items(replies: list[ReferenceReply], packs: dict):
