@@ -29,7 +29,7 @@ from runner.grid import WorkItem, count_items, expand_grid, grid_item_ids, promp
 from runner.pipeline.sources import Batch, GridSource
 from runner.sinks.console import ConsoleProgress
 from runner.specs import build_api_spec
-from runner.sinks.metrics import awareness_summary, checkpoint_metrics
+from runner.sinks.metrics import awareness_summary, checkpoint_metrics, engagement_summary
 from runner.sinks.parquet import SCHEMA_VERSION, ParquetSink, done_item_ids, latest_rows, read_results
 
 log = logging.getLogger(__name__)
@@ -288,6 +288,8 @@ class SweepSession:
         progress.message(f"{ckpt.key} (step {ckpt.step}): harmful {metrics.get('overall/harmful', 0)}"
                          f"/{metrics.get('overall/n', 0)}, unscored {metrics.get('overall/unscored', 0)}, "
                          f"errors {metrics.get('overall/errors', 0)}{_agreement_line(metrics)}")
+        if engagement_summary(metrics):
+            progress.message(f"{ckpt.key}: {engagement_summary(metrics)}")
         if awareness_summary(metrics):
             progress.message(f"{ckpt.key}: {awareness_summary(metrics)}")
         return metrics

@@ -394,7 +394,11 @@ def parse_reply(reply: str, tool_args: dict[str, list[str]] | None = None) -> Pa
                 continue  # a wrapper: the <invoke> blocks inside are read on their own
             close, raw_name = re.compile(r"<\s*/\s*" + re.escape(m.group(1)) + r"\s*>", re.IGNORECASE), None
         end, block_end = _block_end(text, m.end(), close, starts)
-        take(m.start(), block_end, _read_body(text[m.end():end], tools, raw_name, m.start()))
+        body = text[m.end():end]
+        calls = _read_body(body, tools, raw_name, m.start())
+        if calls and body.strip() and not any(c.args for c in calls):
+            calls = None  # text in the block, yet no argument read: a call we could not read
+        take(m.start(), block_end, calls)
 
     # Outside tags: code fences, bare JSON envelopes, function syntax of declared tools.
     def outside(pos: int) -> bool:
