@@ -138,7 +138,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     for key in ("quantization_config",):
         if hasattr(config, key):
             delattr(config, key)
-    config.torch_dtype = torch.bfloat16
+    config.dtype = torch.bfloat16
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     # A tied LM head is absent from the GGUF's tensors by design; anything else missing is a broken file.
