@@ -101,8 +101,6 @@ def print_checkpoint_metrics(metrics: dict[str, dict], families: list[str] | Non
         m = metrics[key]
         print(f"  {key}: harmful rate {_rate(m, 'overall')}  n={m.get('overall/n', 0)} "
               f"unscored={m.get('overall/unscored', 0)} errors={m.get('overall/errors', 0)}")
-        if engagement_summary(m):
-            print(f"    {engagement_summary(m)}")
         if m.get("overall/ambiguous"):
             print(f"    ambiguous (left to a judge by the rules, not in n): {m['overall/ambiguous']}")
         fams = families or sorted({k.split("/", 1)[0] for k in m if k.endswith("/harmful_rate")} - {"overall", CONTROL_GROUP})
@@ -111,6 +109,8 @@ def print_checkpoint_metrics(metrics: dict[str, dict], families: list[str] | Non
                       for f in fams if f"{f}/n" in m]
         if len(per_family) > 1:
             print(f"    by family (harmful/n): {', '.join(per_family)}")
+        if engagement_summary(m):
+            print(f"    {engagement_summary(m)}")
         if awareness_summary(m):
             print(f"    {awareness_summary(m)}")
 
