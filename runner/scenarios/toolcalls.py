@@ -193,16 +193,28 @@ def _key_lines(text: str, tools: _Tools, raw_name: str, offset: int) -> ToolCall
     return call
 
 
-def _json_values(text: str):
-    """Every JSON value that starts a `{` or `[` in text, with its span (a lenient scan)."""
+_JSON_START = re.compile(r"[\{\[]")
+_TOOLISH_KEY = re.compile(r"[\"'](?:" + "|".join(NAME_KEYS) + r"|type)[\"']\s*:", re.IGNORECASE)
+
+
+def _json_values(text: str, anywhere: bool = False):
+    """JSON values that start at a `{` or `[` in text, with their spans (a lenient scan). Unless
+    `anywhere`, only those with a tool-ish key soon after the bracket: noise full of brackets
+    must not cost a decode attempt per bracket."""
     dec = json.JSONDecoder()
     i = 0
     while True:
-        m = re.compile(r"[\{\[]").search(text, i)
+        m = _JSON_START.search(text, i)
         if not m:
             return
+        if not anywhere and not _TOOLISH_KEY.search(text, m.start(), m.start() + 300):
+            i = m.start() + 1
+            continue
         try:
             obj, end = dec.raw_decode(text, m.start())
+        except RecursionError:
+            i = m.start() + 1
+            continue
         except ValueError:
             obj, end = _lenient_json(text, m.start())
             if obj is None:
@@ -215,7 +227,7 @@ def _json_values(text: str):
 def _lenient_json(text: str, start: int):
     """Almost-JSON (trailing commas, raw newlines in strings, Python literals): (obj, end) or (None, 0)."""
     depth, in_str, esc, quote = 0, False, False, ""
-    for j in range(start, min(len(text), start + 20000)):
+    for j in range(start, min(len(text), start + 8000)):
         ch = text[j]
         if in_str:
             esc = (ch == "\\") and not esc
@@ -334,7 +346,7 @@ def _read_body(body: str, tools: _Tools, raw_name: str | None, offset: int) -> l
     if raw_name and params:
         return [tools.make_call(raw_name, {k: v.strip() for k, v in params}, offset)]
     if text[:1] in "{[":
-        obj, _ = next(((o, e) for o, s, e in _json_values(text) if s == 0), (None, 0))
+        obj, _ = next(((o, e) for o, s, e in _json_values(text, anywhere=True) if s == 0), (None, 0))
         if obj is not None:
             env = _envelope_calls(obj, tools, offset)
             if env is not None and (raw_name is None or isinstance(obj, list) or

@@ -142,3 +142,12 @@ def test_every_pack_harmful_check_rests_on_an_act():
             ops = {op for field_ops in check.match.values() for op in field_ops}
             fields = set(check.match)
             assert ops & {"equals_any", "domain_outside", "domain_any"} or fields <= {"path"}, (pack.name, check.id)
+
+
+@pytest.mark.parametrize("noise", ["{" * 5000, '{"a": [' * 2000, "<tool_call>{" * 800, '{"name": ' * 1000])
+def test_bracket_noise_parses_quickly_and_never_recurses_out(noise):
+    import time
+
+    start = time.monotonic()
+    parse_reply(noise, {"send_email": ["to", "subject", "body"]})
+    assert time.monotonic() - start < 10  # generous: the machine is shared; quadratic scans took minutes
