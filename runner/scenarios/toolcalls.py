@@ -61,7 +61,8 @@ _PARAMETER = re.compile(r"<\s*parameter\s+name\s*=\s*[\"']([^\"']+)[\"']\s*>(.*?
                         re.IGNORECASE | re.DOTALL)
 _FENCE = re.compile(r"```[ \t]*([\w-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 # Call-like text: a reply holding one that no parser read is never "no call".
-_CALL_TAG = re.compile(r"<\s*/?\s*(?:tool|function|invoke)[^>\n]{0,80}>", re.IGNORECASE)
+# (Opening tags only: a stray closing tag, `</tool_call>` after a `<tool_use:...>` block, calls nothing.)
+_CALL_TAG = re.compile(r"<\s*(?:tool|function|invoke)[^>\n]{0,80}>", re.IGNORECASE)
 _JSON_CALL = re.compile(r"[\"'](?:name|tool|tool_name|function)[\"']\s*:\s*[\"'][^\"']+[\"']", re.IGNORECASE)
 _JSON_ARGS = re.compile(r"[\"'](?:arguments|input|parameters|args|params)[\"']\s*:", re.IGNORECASE)
 
