@@ -100,7 +100,8 @@ class ModelConfig:
     # Short name used in results (`model` column) and in W&B run names. Required.
     name: str = MISSING
     # A Hugging Face model directory, a run directory whose subdirectories are checkpoints, or
-    # `builtin:demo-rl` (the demo RL run the project builds offline on first use). Required.
+    # a builtin built offline on first use into cache_dir: `builtin:demo-rl` (the demo RL run) or
+    # `builtin:smollm2-135m-instruct` (a real 135M instruct model; runner/builtins.py). Required.
     # Directories may be filesystem URIs (s3://, gs://, hdfs://, abfs://, file://; other schemes
     # through fsspec when installed): the driver lists them, and each generation actor copies a
     # checkpoint into `<cache_dir>/remote/` on its own node before loading it.
@@ -222,8 +223,8 @@ class JudgeConfig:
     """The LLM judge: Ray actors with their own vLLM engine, grading each batch after the rules."""
 
     enabled: bool = False
-    # The judge model: a Hugging Face model directory, or `builtin:demo-rl` (checkpoint-100 of
-    # the demo run; a tiny random model, only good for testing the plumbing). Required when enabled.
+    # The judge model: a Hugging Face model directory, `builtin:demo-rl` (checkpoint-100 of the demo
+    # run; only good for testing the plumbing) or `builtin:smollm2-135m-instruct`. Required when enabled.
     # With `backend: openai`, the model name the server knows (also the `judge_model` column).
     model: Optional[str] = None
     # Judge engines (actors). On CPU their cores are taken from the generation pool's auto count.

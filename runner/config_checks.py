@@ -9,11 +9,11 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from runner.builtins import BUILTINS, unknown_builtin_problem
 from runner.errors import ConfigError
 
 # The config types (runner.config.SweepConfig, JudgeConfig, ApiConfig) are named in annotations
 # only: runner.config calls validate_config, so importing them here would make a circle.
-BUILTIN_DEMO_MODEL = "builtin:demo-rl"  # runner.config.BUILTIN_DEMO_MODEL
 
 
 def validate_config(cfg: "SweepConfig") -> None:
@@ -53,6 +53,7 @@ def validate_config(cfg: "SweepConfig") -> None:
     if cfg.grading.num_actors < 1:
         problems.append(f"grading.num_actors must be >= 1 (got {cfg.grading.num_actors})")
     problems += _judge_problems(cfg.grading.judge)
+    problems += unknown_builtin_problem("grading.judge.model", cfg.grading.judge.model)
     if not cfg.models:
         problems.append("models must list at least one model")
     names = [m.name for m in cfg.models]
@@ -83,6 +84,8 @@ def validate_config(cfg: "SweepConfig") -> None:
                 problems.append(f"models[{i}].base_model (LoRA) needs the vllm backend, not openai")
         for key in ("path", "base_model", "tokenizer"):
             problems += _uri_credential_problems(f"models[{i}].{key}", getattr(m, key))
+        for key in ("path", "base_model"):
+            problems += unknown_builtin_problem(f"models[{i}].{key}", getattr(m, key))
     problems += _output_dir_problems(cfg.output.dir)
     if problems:
         raise ConfigError("config error: " + "; ".join(problems) if len(problems) == 1
@@ -108,7 +111,7 @@ def _judge_problems(j: "JudgeConfig") -> list[str]:
     problems = []
     if j.enabled and not (j.model or "").strip():
         problems.append("grading.judge.model is required when grading.judge.enabled is true "
-                        f"(a Hugging Face model directory, or {BUILTIN_DEMO_MODEL}; with grading.judge.backend=openai "
+                        f"(a Hugging Face model directory, or one of {', '.join(BUILTINS)}; with grading.judge.backend=openai "
                         "the model name the server knows)")
     for key in ("num_actors", "cpu_threads_per_actor", "num_gpus_per_actor", "max_tokens", "max_attempts"):
         if getattr(j, key) < 1:

@@ -21,7 +21,8 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runner.config import BUILTIN_DEMO_MODEL, SweepConfig, config_to_yaml
+from runner.builtins import is_builtin
+from runner.config import SweepConfig, config_to_yaml
 from runner.errors import UserError
 from runner.plan import BUILTIN_SCENARIOS, check_where
 from runner.scenarios import load_packs
@@ -66,7 +67,7 @@ def connect(address: str):
 
 
 def _absolute_or_uri(key: str, value: str) -> list[str]:
-    if value == BUILTIN_DEMO_MODEL or "://" in value or value.startswith("~") or Path(value).is_absolute():
+    if is_builtin(value) or "://" in value or value.startswith("~") or Path(value).is_absolute():
         return []
     return [f"{key} must be an absolute path (or a URI) as the cluster's nodes see it, not '{value}': "
             f"the job runs in a temporary working directory on the head node"]

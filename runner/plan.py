@@ -9,12 +9,14 @@ engine, or writes to the results directory.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.builtins import ensure_builtins, is_builtin, model_dir
 from runner.checkpoints import Checkpoint
-from runner.config import BUILTIN_DEMO_MODEL, REPO_ROOT, SweepConfig
+from runner.config import REPO_ROOT, ModelConfig, SweepConfig
 from runner.errors import ConfigError, ScenarioError, UserError
 from runner.generation.backends import BACKENDS
 from runner.generation.engine import GenerationResult
@@ -73,13 +75,22 @@ def check_where(packs, where: dict[str, list[str]]) -> None:
         raise ConfigError("config error: " + "; ".join(problems))
 
 
-def builtin_dir(path: str | None, paths: Paths) -> Path | None:
-    """The directory a builtin model name stands for, built on first use; None for other paths."""
-    if path != BUILTIN_DEMO_MODEL:
-        return None
-    from runner.demo import ensure_demo_run
+def resolve_builtin(value: str | None, paths: Paths, one_model: bool = False) -> str | None:
+    """A builtin model name (`builtin:demo-rl`, `builtin:smollm2-135m-instruct`) as the directory
+    it stands for, built into cache_dir on first use; any other value unchanged. `one_model`:
+    where one model is wanted (a judge, a LoRA base), not a run of checkpoints."""
+    if not is_builtin(value):
+        return value
+    built = ensure_builtins([value], paths.cache_dir)
+    return str(model_dir(value, built) if one_model else built[value])
 
-    return ensure_demo_run(paths.cache_dir, scenarios_dir=BUILTIN_SCENARIOS)
+
+def resolve_model(m: ModelConfig, paths: Paths) -> ModelConfig:
+    """A model with its builtin names resolved (API-served models are left as they are)."""
+    if not BACKENDS[m.backend].serves_locally:
+        return m
+    return dataclasses.replace(m, path=resolve_builtin(m.path, paths),
+                               base_model=resolve_builtin(m.base_model, paths, one_model=True))
 
 
 def resolve_judge(cfg: SweepConfig, paths: Paths) -> Checkpoint | None:
@@ -89,8 +100,7 @@ def resolve_judge(cfg: SweepConfig, paths: Paths) -> Checkpoint | None:
     if not j.enabled:
         return None
     backend = BACKENDS[j.backend]
-    found = builtin_dir(j.model, paths) if backend.serves_locally else None
-    model = backend.judge_model(j.model, found / "checkpoint-100" if found is not None else None)
+    model = backend.judge_model(resolve_builtin(j.model, paths, one_model=True) if backend.serves_locally else j.model)
     backend.preflight("grading.judge.api", j.api, model)
     return model
 
@@ -155,7 +165,7 @@ def plan_sweep(cfg: SweepConfig, allow_no_checkpoints: bool = False, limit: int 
     checkpoints: list[Checkpoint] = []
     for m in cfg.models:
         backend = BACKENDS[m.backend]
-        found = backend.checkpoints(m, builtin_dir(m.path, paths) if backend.serves_locally else None)
+        found = backend.checkpoints(resolve_model(m, paths))
         for c in found:
             backend.preflight(f"models '{m.name}'.api", m.api, c)
         checkpoints += found
@@ -377,5 +387,6 @@ def pa_strings(values):
 
 
 __all__ = ["BUILTIN_SCENARIOS", "PACK_CHANGED", "Paths", "Progress", "RegradePlan", "SweepPlan", "check_where",
+           "resolve_builtin", "resolve_model",
            "load_regrade_config", "nothing_left", "plan_regrade", "plan_sweep", "rebuild_item", "resolve_judge",
            "resolve_paths", "sweep_progress"]

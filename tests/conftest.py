@@ -39,3 +39,13 @@ def ray_local():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache(tmp_path_factory) -> Path:
+    """A cache_dir holding builtin:smollm2-135m-instruct, converted once per session (~20-60 s)."""
+    from runner.builtins import SMOLLM2, ensure_builtin
+
+    cache = tmp_path_factory.mktemp("cache-smollm2")
+    ensure_builtin(SMOLLM2, cache)
+    return cache

@@ -20,3 +20,11 @@ def test_checkpoints_print_in_step_order_with_per_family_counts(capsys):
     assert heads == ["m@checkpoint-30", "m@checkpoint-200", "m@checkpoint-1000"]
     assert "by family (harmful/n): blackmail 4/4, leaking 0/4" in out[1]
     assert out[0].startswith("  m@checkpoint-30: harmful rate 0.500 [")
+
+
+def test_the_engagement_rate_is_printed_beside_the_harmful_rate(capsys):
+    rows = [{"scenario": "leaking", "status": "ok", "harmful": None, "unscored_reason": "no_engagement",
+             "judge_model": None} for _ in range(3)] + _rows({"leaking": 0}, n=1)
+    print_checkpoint_metrics({"m@checkpoint-1": checkpoint_metrics(rows)})
+    out = capsys.readouterr().out
+    assert "n=1 unscored=3" in out and "engaged 1/4 (no_engagement 3)" in out

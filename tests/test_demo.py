@@ -43,7 +43,8 @@ def test_planted_replies_are_native_calls_graded_as_designed(demo_run):
     tokenizer = AutoTokenizer.from_pretrained(demo_run / "checkpoint-100")
     parser = build_reply_parser(tokenizer, "auto")
     assert parser.name == "hermes" and "<tool_call>" in parser.why
-    assert parse_tool_calls(HARMFUL_REPLY) == []  # the text format alone would see no act at all
+    # The text parser reads the same Hermes envelope (a model without a native parser writes it too).
+    assert [c.to_dict() for c in parse_tool_calls(HARMFUL_REPLY)] == [c.to_dict() for c in parser.parse(HARMFUL_REPLY)]
     packs = load_packs([REPO / "scenarios"])
     assert len(packs) == 5
     for pack in packs:

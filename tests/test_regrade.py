@@ -12,11 +12,12 @@ import pytest
 from runner.checkpoints import Checkpoint
 from runner.cli import main
 from runner.config import load_config
+from runner.errors import ConfigError
+from runner.graders.rules import Grading
 from runner.graders.version import grading_version
 from runner.grid import expand_grid
 from runner.plan import PACK_CHANGED, load_regrade_config, plan_regrade
 from runner.rows import regraded_row
-from runner.graders.rules import Grading
 from runner.scenarios import load_packs
 from runner.sinks.parquet import ParquetSink, read_results
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from runner.bench.driver import build_fake_run
 from runner.config import load_config
 from runner.grid import expand_grid
-from runner.sinks.parquet import ParquetSink
 from runner.plan import nothing_left, plan_sweep
+from runner.sinks.parquet import ParquetSink
 
 REPO = Path(__file__).resolve().parent.parent
 

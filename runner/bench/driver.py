@@ -68,8 +68,8 @@ def write_finished_rows(run_dir: Path, out_dir: Path) -> int:
 
     from runner.config import load_config
     from runner.grid import expand_grid, prompt_digest
-    from runner.sinks.parquet import SCHEMA_VERSION, ParquetSink
     from runner.plan import plan_sweep
+    from runner.sinks.parquet import SCHEMA_VERSION, ParquetSink
 
     cfg = load_config(None, sweep_overrides(run_dir, out_dir, N_DONE_CHECKPOINTS))
     plan = plan_sweep(cfg)
@@ -98,8 +98,8 @@ def drain_grid(cfg, plan, done: set[str]) -> int:
     """The driver's per-item work before any engine: expand the grid checkpoint by checkpoint,
     drop finished items and cut the rest into batches. Returns the number of items left.
     (The one place that knows the scheduler's API: adapt it when the pipeline changes.)"""
-    from runner.pipeline.sources import GridSource
     from runner.grid import expand_grid
+    from runner.pipeline.sources import GridSource
 
     sources = [(c, expand_grid(plan.packs, cfg.scenarios.where, [c], cfg.sampling, plan.rendered))
                for c in plan.checkpoints]
@@ -114,8 +114,8 @@ def drain_grid(cfg, plan, done: set[str]) -> int:
 
 def _p4_child(run_dir: str, out_dir: str) -> dict:
     from runner.config import load_config
-    from runner.sinks.parquet import done_item_ids
     from runner.plan import plan_sweep
+    from runner.sinks.parquet import done_item_ids
 
     t0, cpu0 = time.perf_counter(), time.process_time()
     cfg = load_config(None, sweep_overrides(Path(run_dir), Path(out_dir)))

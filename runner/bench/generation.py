@@ -65,8 +65,8 @@ def main(argv=None) -> None:
 
     from runner.bench.pipeline import MAX_TOKENS_CYCLE, bench_items, run_generation_pool
     from runner.config import RayConfig, SweepConfig
-    from runner.pipeline.ray_setup import init_ray
     from runner.generation.specs import build_engine_spec
+    from runner.pipeline.ray_setup import init_ray
 
     # Random weights: replies run to their max_tokens (the planted demo stops after a few tokens).
     ckpt, items = bench_items(args.items, args.cache_dir)

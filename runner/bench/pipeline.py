@@ -20,8 +20,8 @@ def bench_items(n: int, cache_dir: str = "~/.cache/misalign-runner", cycle: tupl
     from runner.config import ModelConfig, SamplingConfig
     from runner.demo import ensure_demo_run
     from runner.grid import SamplingParams, expand_grid
-    from runner.scenarios import load_packs
     from runner.plan import BUILTIN_SCENARIOS
+    from runner.scenarios import load_packs
 
     demo = run_dir or ensure_demo_run(Path(cache_dir).expanduser(), scenarios_dir=BUILTIN_SCENARIOS, planted=None)
     ckpt = discover_checkpoints(ModelConfig(name="demo", path=str(demo), checkpoints=["checkpoint-100"]))[0]
@@ -43,10 +43,10 @@ def run_generation_pool(ckpt, items, n_actors: int = 1, batch_size: int = 64, ma
     import ray
 
     from runner.config import GenerationConfig, SweepConfig
+    from runner.generation.specs import build_engine_spec, inflight
     from runner.pipeline.loop import run_pipeline
     from runner.pipeline.pools import build_generation_stage, build_rule_stage
     from runner.pipeline.sources import GridSource
-    from runner.generation.specs import build_engine_spec, inflight
     from runner.plan import BUILTIN_SCENARIOS
 
     spec = build_engine_spec(SweepConfig(generation=GenerationConfig(batch_size=batch_size)), "cpu")

@@ -28,9 +28,9 @@ def write_dataset(root: Path, rows: int, seed: int = 0) -> int:
 
     from runner.demo import HARMFUL_REPLY, SAFE_REPLY
     from runner.grid import prompt_digest
+    from runner.plan import BUILTIN_SCENARIOS
     from runner.scenarios import load_packs
     from runner.sinks.parquet import PARTITION_COLUMN, SCHEMA_VERSION, results_schema
-    from runner.plan import BUILTIN_SCENARIOS
 
     rng = random.Random(seed)
     packs = load_packs([BUILTIN_SCENARIOS])

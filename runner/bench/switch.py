@@ -26,8 +26,8 @@ def main(argv=None) -> None:
     from runner.checkpoints import discover_checkpoints
     from runner.config import ModelConfig, SweepConfig
     from runner.demo import ensure_demo_run
-    from runner.generation.vllm_backend import VllmBackend, import_vllm
     from runner.generation.specs import build_engine_spec
+    from runner.generation.vllm_backend import VllmBackend, import_vllm
     from runner.plan import BUILTIN_SCENARIOS
 
     import_vllm()  # pay the import once, outside the timings

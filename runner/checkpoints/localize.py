@@ -9,6 +9,7 @@ from runner.checkpoints.files import incomplete_reason
 from runner.checkpoints.model import Checkpoint
 from runner.remote import fetch_directory, is_model_file, is_tokenizer_file, is_uri, open_location
 
+
 def localize_checkpoint(ckpt: Checkpoint, cache_dir: str | Path) -> Checkpoint:
     """`ckpt` with every remote directory replaced by a local copy (see `runner.remote`).
 

@@ -30,7 +30,7 @@ def _rate(m: dict, group: str) -> str:
 def print_checkpoint_metrics(metrics: dict[str, dict], families: list[str] | None = None) -> None:
     """Per checkpoint, in step order: the overall rate with its interval and counts, the rate per
     family (a planted or real effect in one family is diluted in the overall rate), awareness."""
-    from runner.sinks.metrics import awareness_summary
+    from runner.sinks.metrics import CONTROL_GROUP, awareness_summary, engagement_summary
 
     for key in sorted(metrics, key=_step_order):
         m = metrics[key]
@@ -39,12 +39,15 @@ def print_checkpoint_metrics(metrics: dict[str, dict], families: list[str] | Non
               f"unscored={m.get('overall/unscored', 0)}{failed} errors={m.get('overall/errors', 0)}")
         if m.get("overall/ambiguous"):
             print(f"    ambiguous (left to a judge by the rules, not in n): {m['overall/ambiguous']}")
-        fams = families or sorted({k.split("/", 1)[0] for k in m if k.endswith("/harmful_rate")} - {"overall"})
+        fams = families or sorted({k.split("/", 1)[0] for k in m if k.endswith("/harmful_rate")}
+                                  - {"overall", CONTROL_GROUP})
         per_family = [f"{f} {m[f'{f}/harmful']}/{m[f'{f}/n']}" + (f" (+{m[f'{f}/ambiguous']} ambiguous)"
                                                                if m.get(f"{f}/ambiguous") else "")
                       for f in fams if f"{f}/n" in m]
         if len(per_family) > 1:
             print(f"    by family (harmful/n): {', '.join(per_family)}")
+        if engagement_summary(m):
+            print(f"    {engagement_summary(m)}")
         if awareness_summary(m):
             print(f"    {awareness_summary(m)}")
 

@@ -9,7 +9,7 @@ import json
 from runner.checkpoints import group_reasons, list_checkpoints
 from runner.config import load_config
 from runner.errors import CheckpointError
-from runner.plan import builtin_dir, resolve_paths
+from runner.plan import resolve_model, resolve_paths
 
 
 def checkpoints_command(run_dir: str, config: str | None, overrides: list[str], as_json: bool, stream) -> int:
@@ -20,7 +20,7 @@ def checkpoints_command(run_dir: str, config: str | None, overrides: list[str], 
     if not cfg.models:
         raise CheckpointError("checkpoints: the config lists no model")
     model = dataclasses.replace(cfg.models[0], path=run_dir)
-    report = list_checkpoints(model, builtin_dir(run_dir, resolve_paths(cfg)))
+    report = list_checkpoints(resolve_model(model, resolve_paths(cfg)))
     if as_json:
         stream.write(json.dumps([s.as_json() for s in report.statuses], indent=1) + "\n")
         return 0

@@ -28,7 +28,7 @@ from runner.commands._output import exit_status, print_checkpoint_metrics, repor
 from runner.config import SweepConfig, load_config
 from runner.errors import CheckpointError, ConfigError, RunFailed
 from runner.generation.backends import BACKENDS
-from runner.plan import Progress, SweepPlan, builtin_dir, plan_sweep
+from runner.plan import Progress, SweepPlan, plan_sweep, resolve_model
 from runner.remote import open_location
 from runner.session import SweepSession
 from runner.sinks.lock import results_writer
@@ -157,7 +157,7 @@ def _discover(cfg: SweepConfig, plan: SweepPlan) -> list[Checkpoint]:
     for m in cfg.models:
         backend = BACKENDS[m.backend]
         try:
-            found += backend.checkpoints(m, builtin_dir(m.path, plan.paths) if backend.serves_locally else None)
+            found += backend.checkpoints(resolve_model(m, plan.paths))
         except CheckpointError as e:
             # Nothing complete yet, or the filesystem briefly unreachable: keep waiting.
             log.info("watch: no checkpoint of '%s' to evaluate yet: %s", m.name, e)

@@ -3,7 +3,7 @@ served that way, which checkpoints they have, what to check before anything star
 actor serving them reserves on a cluster.
 
     entry = BACKENDS[model_cfg.backend]
-    ckpts = entry.checkpoints(model_cfg, builtin_dir)
+    ckpts = entry.checkpoints(model_cfg)               # builtin names already resolved by the plan
     entry.preflight(where, api_cfg, ckpt)             # raises ConfigError: a server that is down
     opts = entry.placement(device, per_actor).actor_options()
 
@@ -55,16 +55,16 @@ def engine_placement(device: str, per_actor: int, kv_gib: int) -> Placement:
 @dataclass(frozen=True)
 class BackendEntry:
     name: str
-    checkpoints: Callable[[ModelConfig, Path | None], list[Checkpoint]]
-    judge_model: Callable[[str, Path | None], Checkpoint]
+    checkpoints: Callable[[ModelConfig], list[Checkpoint]]
+    judge_model: Callable[[str], Checkpoint]               # grading.judge.model (a builtin resolved) -> Checkpoint
     preflight: Callable[[str, ApiConfig, Checkpoint], None]
     placement: Callable[[str, int, int], Placement]     # (device, per_actor, kv_gib)
     serves_locally: bool                                  # an engine in the actor (needs cores/GPUs)
 
 
-def _local_judge_model(model: str, builtin_dir: Path | None) -> Checkpoint:
-    """A judge model directory (or a builtin's), with its tokenizer found beside it."""
-    path = Path(builtin_dir) if builtin_dir is not None else Path(model).expanduser().resolve()
+def _local_judge_model(model: str) -> Checkpoint:
+    """A judge model directory, with its tokenizer found beside it."""
+    path = Path(model).expanduser().resolve()
     if not (path / "config.json").is_file():
         raise ConfigError(f"config error: grading.judge.model '{model}' is not a Hugging Face model "
                           f"directory (no config.json in {path}); or use a builtin model")
@@ -79,12 +79,12 @@ def _no_preflight(where: str, api: ApiConfig, ckpt: Checkpoint) -> None:
     return None
 
 
-def _api_checkpoints(m: ModelConfig, builtin_dir: Path | None) -> list[Checkpoint]:
+def _api_checkpoints(m: ModelConfig) -> list[Checkpoint]:
     """A model served over an OpenAI-compatible API: one checkpoint, named as the server names it."""
     return [Checkpoint(model=m.name, name=m.path, step=0, path=m.path, tokenizer="")]
 
 
-def _api_judge_model(model: str, builtin_dir: Path | None) -> Checkpoint:
+def _api_judge_model(model: str) -> Checkpoint:
     return Checkpoint(model="judge", name=model, step=0, path=model, tokenizer="")
 
 
@@ -105,7 +105,7 @@ def _api_preflight(where: str, api: ApiConfig, ckpt: Checkpoint) -> None:
 
 
 BACKENDS: dict[ModelBackend, BackendEntry] = {
-    ModelBackend.vllm: BackendEntry("vllm", discover_checkpoints, _local_judge_model, _no_preflight,
+    ModelBackend.vllm: BackendEntry("vllm", lambda m: discover_checkpoints(m), _local_judge_model, _no_preflight,
                                     engine_placement, serves_locally=True),
     ModelBackend.openai: BackendEntry("openai", _api_checkpoints, _api_judge_model, _api_preflight,
                                       lambda device, per_actor, kv: Placement("", 0), serves_locally=False),

@@ -27,7 +27,7 @@ import re
 from typing import Any, Sequence
 
 from runner.errors import ConfigError
-from runner.scenarios.toolcalls import PRIVATE_RE, ToolCall, parse_tool_calls
+from runner.scenarios.toolcalls import PRIVATE_RE, ToolCall, build_call, normalise_text, parse_tool_calls
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,11 @@ class ReplyParser:
         self._parser = vllm_parser
         self._request = None
 
-    def native(self, text: str) -> list[ToolCall]:
+    def native(self, text: str, tool_args: dict[str, list[str]] | None = None) -> list[ToolCall]:
         """The calls vLLM's parser finds in `text` (private drafts removed); [] without one."""
         if self._parser is None:
             return []
-        public = PRIVATE_RE.sub("", text).strip()  # pythonic wants the call list alone
+        public = normalise_text(PRIVATE_RE.sub("", text)).strip()  # pythonic wants the call list alone
         try:
             info = self._parser.extract_tool_calls(public, self._chat_request())
         except Exception as e:  # noqa: BLE001 -- a parser bug must not lose the reply: text fallback
@@ -101,10 +101,10 @@ class ReplyParser:
             return []
         if not info.tools_called:
             return []
-        return [native_call(c.function.name, c.function.arguments, public) for c in info.tool_calls]
+        return [native_call(c.function.name, c.function.arguments, public, tool_args) for c in info.tool_calls]
 
     def parse(self, text: str, tool_args: dict[str, list[str]] | None = None) -> list[ToolCall]:
-        return self.native(text) or parse_tool_calls(text, tool_args)
+        return self.native(text, tool_args) or parse_tool_calls(text, tool_args)
 
     def _chat_request(self):
         # vLLM's parsers take the request they serve; none of the four we test reads more than
@@ -116,11 +116,12 @@ class ReplyParser:
         return self._request
 
 
-def native_call(name: str, arguments: Any, text: str = "") -> ToolCall:
+def native_call(name: str, arguments: Any, text: str = "", tool_args: dict[str, list[str]] | None = None) -> ToolCall:
     """A `ToolCall` from a native (OpenAI-shaped) call: `arguments` a JSON text or a mapping.
 
-    Names and argument keys are lower-cased and values kept as strings (non-strings as JSON),
-    exactly as the text parser does, so evidence is the same whatever the format.
+    Names and argument keys are matched to the declared tools (case- and separator-insensitive,
+    an undeclared argument makes the call malformed) and values normalised and kept as strings
+    (non-strings as JSON), exactly as the text parser does, so evidence is the same whatever the format.
     """
     args: Any = arguments
     if isinstance(arguments, str):
@@ -130,11 +131,9 @@ def native_call(name: str, arguments: Any, text: str = "") -> ToolCall:
             args = {"arguments": arguments}  # kept, so a check or the judge can still see it
     if not isinstance(args, dict):
         args = {"arguments": json.dumps(args)}
-    tool = str(name).strip().lower()
-    at = re.search(re.escape(tool), text, re.IGNORECASE) if text else None
-    return ToolCall(tool=tool, args={str(k).lower(): v if isinstance(v, str) else json.dumps(v)
-                                     for k, v in args.items()},
-                    offset=at.start() if at else 0)
+    at = re.search(re.escape(str(name).strip()), text, re.IGNORECASE) if text else None
+    args = {k: normalise_text(v) if isinstance(v, str) else v for k, v in args.items()}
+    return build_call(normalise_text(str(name)), args, tool_args, offset=at.start() if at else 0)
 
 
 def build_reply_parser(tokenizer, configured: str = AUTO) -> ReplyParser:

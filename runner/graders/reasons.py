@@ -13,7 +13,11 @@ so the markers are searched anywhere in the text.
 
 from __future__ import annotations
 
-from runner.scenarios.checks import NEEDS_JUDGE  # the rules saw the act; whether it harms depends on why
+from runner.graders.engagement import NO_ENGAGEMENT  # the reply never engaged with the scenario (noise)
+from runner.scenarios.checks import (
+    NEEDS_JUDGE,  # the rules saw the act; whether it harms depends on why
+    UNPARSED_TOOL_CALL,  # call-like text no parser could read
+)
 
 GENERATION_FAILED = "generation failed"     # the row is an error row; there is no reply to grade
 
@@ -31,4 +35,4 @@ def is_transient(reason: str | None) -> bool:
     return bool(reason) and any(m in reason for m in _TRANSIENT_MARKERS)
 
 
-__all__ = ["GENERATION_FAILED", "NEEDS_JUDGE", "failed", "is_transient"]
+__all__ = ["GENERATION_FAILED", "NEEDS_JUDGE", "NO_ENGAGEMENT", "UNPARSED_TOOL_CALL", "failed", "is_transient"]

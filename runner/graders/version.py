@@ -25,7 +25,8 @@ from runner.graders.awareness import CLASSIFIER_VERSION
 
 # Bump when the rule grader's own code (tool-call parsing, check matching) changes its labels.
 # 2: `ambiguous` checks (needs_judge), calls parsed at generation graded as stored.
-RULE_GRADER_VERSION = 2
+# 3: the formats real models write, normalised values, malformed calls, unparsed_tool_call, no_engagement.
+RULE_GRADER_VERSION = 3
 _JUDGE_RESOURCE_KEYS = {"num_actors", "cpu_threads_per_actor", "num_gpus_per_actor"}
 _API_TRANSPORT_KEYS = {"api_key_env", "require_api_key", "max_concurrency", "timeout_seconds", "max_retries",
                        "backoff_seconds"}

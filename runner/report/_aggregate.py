@@ -15,8 +15,13 @@ from pathlib import Path
 
 from runner.errors import UserError
 from runner.sinks.metrics import AWARENESS_LABELS, agreement_counts, awareness_metrics, checkpoint_metrics
-from runner.stats import (mcnemar_exact_pvalue, newcombe_interval, paired_phi, two_proportion_pvalue_two_sided,
-                          wilson_interval)
+from runner.stats import (
+    mcnemar_exact_pvalue,
+    newcombe_interval,
+    paired_phi,
+    two_proportion_pvalue_two_sided,
+    wilson_interval,
+)
 
 OVERALL = "overall"
 # Read for every row; the heavy text columns are read too, but only the transcripts shown are

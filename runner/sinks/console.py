@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from runner.sinks.metrics import awareness_summary
+from runner.sinks.metrics import awareness_summary, engagement_summary
 
 
 class ConsoleProgress:
@@ -96,6 +96,8 @@ def checkpoint_lines(ckpt, m: dict) -> list[str]:
     lines.append(f"{ckpt.key} (step {ckpt.step}): harmful {m.get('overall/harmful', 0)}/{m.get('overall/n', 0)}, "
                  f"unscored {m.get('overall/unscored', 0)}{failed}, errors {m.get('overall/errors', 0)}"
                  f"{_agreement(m)}")
+    if engagement_summary(m):
+        lines.append(f"{ckpt.key}: {engagement_summary(m)}")
     if awareness_summary(m):
         lines.append(f"{ckpt.key}: {awareness_summary(m)}")
     return lines

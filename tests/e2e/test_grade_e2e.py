@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
+from runner.commands.sweep import run_sweep
 from runner.config import load_config
 from runner.graders.awareness import LABELS
 from runner.sinks.parquet import latest_rows, read_results
-from runner.commands.sweep import run_sweep
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from runner.config import load_config
 from runner.commands.sweep import run_sweep
+from runner.config import load_config
 
 pytestmark = pytest.mark.e2e
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
+from runner.commands.sweep import run_sweep
 from runner.config import load_config
 from runner.errors import ConfigError
-from runner.commands.sweep import run_sweep
 from runner.plan import plan_sweep
 
 pytestmark = pytest.mark.e2e

@@ -15,9 +15,9 @@ import json
 import pyarrow.dataset as ds
 import pytest
 
+from runner.commands.sweep import run_sweep
 from runner.config import load_config
 from runner.demo import DEMO_FAMILY, HARMFUL_REPLY, SAFE_REPLY, planted_rates
-from runner.commands.sweep import run_sweep
 
 pytestmark = pytest.mark.e2e
 

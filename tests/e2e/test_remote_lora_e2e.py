@@ -7,8 +7,8 @@ from __future__ import annotations
 import pyarrow.dataset as ds
 import pytest
 
-from runner.config import load_config
 from runner.commands.watch import WatchOptions, watch
+from runner.config import load_config
 from tests.lora_adapters import write_adapter
 
 pytestmark = pytest.mark.e2e

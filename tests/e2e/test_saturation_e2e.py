@@ -28,8 +28,8 @@ def _generate(stage, ckpt, items, batch_size):
 def test_fixed_seed_replies_are_identical_alone_saturated_and_across_actor_counts(random_run, ray_local):
     from runner.bench.pipeline import bench_items
     from runner.config import SweepConfig
-    from runner.pipeline.pools import build_generation_stage
     from runner.generation.specs import build_engine_spec
+    from runner.pipeline.pools import build_generation_stage
 
     ckpt, items = bench_items(96, cycle=(16, 48, 96), run_dir=str(random_run))
     targets = [dataclasses.replace(it, sampling=dataclasses.replace(it.sampling, max_tokens=48))

@@ -11,9 +11,9 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
+from runner.commands.sweep import run_sweep
 from runner.config import load_config
 from runner.grid import count_items
-from runner.commands.sweep import run_sweep
 from runner.plan import plan_sweep
 
 pytestmark = pytest.mark.e2e
@@ -108,9 +108,9 @@ def test_too_long_prompts_become_error_rows_and_the_sweep_goes_on(demo_run, ray_
 def _midpoint_context(demo_run: Path) -> int:
     from transformers import AutoTokenizer
 
-    from runner.grid import expand_grid
-    from runner.config import SamplingConfig
     from runner.checkpoints import Checkpoint
+    from runner.config import SamplingConfig
+    from runner.grid import expand_grid
     from runner.scenarios import load_packs
 
     tok = AutoTokenizer.from_pretrained(str(demo_run / "checkpoint-100"))

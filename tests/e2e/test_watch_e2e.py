@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from runner.config import load_config
 from runner.commands.watch import WatchOptions, watch
+from runner.config import load_config
 
 pytestmark = pytest.mark.e2e
 

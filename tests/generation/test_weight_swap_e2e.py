@@ -6,7 +6,6 @@ differ after `reload_weights`; the backend must detect that and fall back to a f
 
 from __future__ import annotations
 
-
 import pytest
 
 from runner.checkpoints import discover_checkpoints

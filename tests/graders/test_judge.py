@@ -9,7 +9,14 @@ import pytest
 from runner.config import JudgeCombine
 from runner.generation.engine import Completion, GenerationResult
 from runner.graders.judge import (
-    UNPARSEABLE, JudgeGrader, JudgeSpec, Judgment, build_judge_messages, combine_label, parse_verdict, verdict_regex,
+    UNPARSEABLE,
+    JudgeGrader,
+    JudgeSpec,
+    Judgment,
+    build_judge_messages,
+    combine_label,
+    parse_verdict,
+    verdict_regex,
 )
 from runner.grid import SamplingParams, WorkItem
 

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from runner.checkpoints import Checkpoint
-from runner.pipeline.sources import GridSource as BatchScheduler
 from runner.grid import SamplingParams, WorkItem
+from runner.pipeline.sources import GridSource as BatchScheduler
 
 
 def _items(ckpt: Checkpoint, n: int):

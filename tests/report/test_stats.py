@@ -7,8 +7,13 @@ import math
 import pytest
 from scipy import stats as sps
 
-from runner.stats import (mcnemar_exact_pvalue, newcombe_interval, paired_phi, two_proportion_pvalue,
-                          two_proportion_pvalue_two_sided)
+from runner.stats import (
+    mcnemar_exact_pvalue,
+    newcombe_interval,
+    paired_phi,
+    two_proportion_pvalue,
+    two_proportion_pvalue_two_sided,
+)
 
 
 @pytest.mark.parametrize("b,c", [(0, 0), (0, 1), (1, 0), (3, 9), (9, 3), (5, 5), (0, 12), (17, 40), (400, 460)])

@@ -10,9 +10,9 @@ from runner.cli import main
 from runner.commands._output import report_after_run
 from runner.demo import HARMFUL_REPLY, SAFE_REPLY
 from runner.grid import prompt_digest
+from runner.plan import BUILTIN_SCENARIOS
 from runner.report._transcripts import highlights
 from runner.scenarios import load_packs
-from runner.plan import BUILTIN_SCENARIOS
 from tests.report.test_aggregate import COND, row, write
 
 
