@@ -29,7 +29,7 @@ from runner.grid import WorkItem, count_items, expand_grid, grid_item_ids, promp
 from runner.pipeline.sources import Batch, GridSource
 from runner.sinks.console import ConsoleProgress
 from runner.specs import build_api_spec
-from runner.sinks.metrics import awareness_summary, checkpoint_metrics
+from runner.sinks.metrics import awareness_summary, checkpoint_metrics, sample_transcripts
 from runner.sinks.parquet import SCHEMA_VERSION, ParquetSink, done_item_ids, latest_rows, read_results
 
 log = logging.getLogger(__name__)
@@ -340,19 +340,14 @@ def metrics_for(out_dir: Path, ckpt: Checkpoint, item_ids: set[str] | None, n_tr
 
     flt = (ds.field("model") == ckpt.model) & (ds.field("checkpoint") == ckpt.name)
     cols = ["item_id", "scenario", "condition", "seed", "status", "harmful", "unscored_reason", "response",
-            "rule_harmful", "judge_verdict", "judge_model", "eval_awareness", "grading_version", "created_at"]
+            "rule_harmful", "judge_verdict", "judge_model", "eval_awareness", "grading_version", "created_at",
+            "checkpoint", "evidence", "prompt_digest"]
     table = read_results(out_dir, columns=cols, filter=flt)
     if item_ids is not None:
         table = table.filter(pc.is_in(table["item_id"], value_set=pa_strings(item_ids)))
     rows = latest_rows(table, grading_version, prefer=prefer).to_pylist()
     rows.sort(key=lambda r: (r["scenario"], r["condition"], r["seed"]))
-    # A bounded, deterministic sample: harmful ones first, so the table shows what went wrong.
-    picked = sorted(rows, key=lambda r: (not r["harmful"], r["item_id"]))[:n_transcripts]
-    transcripts = [{"scenario": r["scenario"], "condition": r["condition"], "seed": r["seed"],
-                    "status": r["status"], "harmful": r["harmful"], "eval_awareness": r["eval_awareness"],
-                    "response": (r["response"] or "")[:4000]}
-                   for r in picked]
-    return checkpoint_metrics(rows), transcripts
+    return checkpoint_metrics(rows), sample_transcripts(rows, n_transcripts)
 
 
 def _agreement_line(metrics: dict) -> str:

@@ -83,13 +83,12 @@ def write_report(dirs: list[str], out: str | Path, png_dir: str | Path | None = 
                f"re-run with --transcripts N for more)" if len(transcripts) < data.rows else "")
             + ". Prompts are re-rendered from the scenario packs; marked in each reply: the tool-call values "
               "a check matched (red: harmful) and the clause that decided eval awareness (yellow).")
-    html = render_html(data, transcripts, prompts, note)
-    plots = ["persistence", *(f"heatmap-{f}" for f in data.heatmaps), "paired", "awareness"]
+    html, plots = render_html(data, transcripts, prompts, note)
     if png is not None:
         from runner.report._plots import render_plots
 
         png.mkdir(parents=True, exist_ok=True)
-        plots = render_plots(data, png)
+        plots = [p.name for p in render_plots(data, png)]
     tmp = out.parent / f".{out.name}.{uuid.uuid4().hex}.tmp"
     try:
         tmp.write_text(html, encoding="utf-8")

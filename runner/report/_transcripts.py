@@ -1,8 +1,8 @@
 """The transcripts the report embeds: a bounded, stratified selection with prompts and highlights.
 
-A report of 100k rows must still open quickly, so at most `limit` transcripts are embedded: the
-flipped items the report lists first (their links must land on something), then round-robin over
-(series, checkpoint, family, label) so every filter combination has some. Prompts are re-rendered from the
+A report of 100k rows must still open quickly, so at most `limit` transcripts are embedded,
+taken round-robin over (series, checkpoint, family, label) so every filter combination has some;
+in each of those the flipped items the report lists come first, so their links land on them. Prompts are re-rendered from the
 scenario packs the run used (`_runs/*.yaml`) with `runner.regrade.rebuild_item`, which also
 checks that the re-rendered prompt is the one the reply was generated from; a prompt that
 cannot be rebuilt is shown with the reason instead.
@@ -43,18 +43,19 @@ def flipped_rows(table, series_of_row: list[str], flips: list) -> list[int]:
 
 
 def select_transcripts(table, series_of_row: list[str], limit: int, first: list[int] = ()) -> list[int]:
-    """Row indices to embed: the rows in `first` (up to `limit`), then round-robin over strata, in a fixed order."""
-    picked: list[int] = list(dict.fromkeys(first))[:limit]
-    taken = set(picked)
+    """Row indices to embed: round-robin over strata, in a fixed order; in each stratum the rows
+    in `first` come before the others, so they are embedded unless their stratum alone exceeds
+    its even share of `limit`."""
+    preferred = set(first)
     light = table.select(["item_id", "scenario", "checkpoint_step", "status", "harmful"]).to_pylist()
-    strata: dict[tuple, list[tuple[str, int]]] = defaultdict(list)
+    strata: dict[tuple, list[tuple[bool, str, int]]] = defaultdict(list)
     for i, (r, s) in enumerate(zip(light, series_of_row)):
-        if i not in taken:
-            strata[(s, r["checkpoint_step"], r["scenario"], label_of(r))].append((r["item_id"], i))
+        strata[(s, r["checkpoint_step"], r["scenario"], label_of(r))].append((i not in preferred, r["item_id"], i))
     queues = []
     for key in sorted(strata, key=lambda k: tuple((v is None, str(v) if not isinstance(v, int) else v) for v in k)):
         strata[key].sort()    # item_id is a content hash: a fixed pseudo-random order
-        queues.append([i for _, i in strata[key]])
+        queues.append([i for _, _, i in strata[key]])
+    picked: list[int] = []
     depth = 0
     while len(picked) < limit and any(depth < len(q) for q in queues):
         for q in queues:

@@ -122,3 +122,22 @@ def awareness_summary(metrics: dict, group: str = "overall") -> str:
     parts = [f"{label} {metrics[f'{group}/aware_{label}/harmful']}/{metrics[f'{group}/aware_{label}/n']}"
              for label in AWARENESS_LABELS]
     return "eval awareness (harmful/n): " + ", ".join(parts)
+
+
+TRANSCRIPT_COLUMNS = ("item_id", "checkpoint", "scenario", "condition", "seed", "status", "harmful", "eval_awareness",
+                      "evidence", "prompt_digest", "response")
+# Reply characters kept per W&B Table row.
+TRANSCRIPT_REPLY_LIMIT = 4000
+
+
+def sample_transcripts(rows: list[dict], n: int) -> list[dict]:
+    """A bounded, deterministic sample of one checkpoint's rows for the W&B Table, harmful ones first
+    (what went wrong is what a reader opens the table for); item_id orders the rest, a content hash,
+    so the sample is fixed. Each keeps `TRANSCRIPT_COLUMNS` (missing ones as None)."""
+    picked = sorted(rows, key=lambda r: (not r.get("harmful"), r.get("item_id") or ""))[:n]
+    out = []
+    for r in picked:
+        t = {c: r.get(c) for c in TRANSCRIPT_COLUMNS}
+        t["response"] = (t["response"] or "")[:TRANSCRIPT_REPLY_LIMIT]
+        out.append(t)
+    return out
