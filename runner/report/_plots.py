@@ -128,11 +128,19 @@ def _heatmap(data: ReportData, plt, family: str):
     rows, cols = h["rows"], h["cols"]
     rate = np.array([[np.nan if v is None else v for v in r] for r in h["rate"]], dtype=float)
     labels = [_short_condition(r) if i < h["conditions"] else r for i, r in enumerate(rows)]
-    width = min(14.0, 3.2 + 0.9 * len(cols) + 0.07 * max(len(s) for s in labels))
-    fig, ax = plt.subplots(figsize=(width, 1.3 + 0.34 * len(rows)), constrained_layout=True)
+    # Margins in inches from the label lengths instead of a layout engine: a constrained layout
+    # lays every cell's text out several times, which made the heatmaps most of the --png time.
+    rotate = len(cols) >= 8 or len(data.series) > 1
+    left = 0.35 + 0.062 * max(len(s) for s in labels)
+    bottom = 0.55 + (0.045 * max(len(c) for c in cols) if rotate else 0.2)
+    cells_w, cells_h, right, top = 0.8 * len(cols), 0.34 * len(rows), 1.2, 0.4
+    width, height = left + cells_w + right, bottom + cells_h + top
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((left / width, bottom / height, cells_w / width, cells_h / height))
+    cax = fig.add_axes(((left + cells_w + 0.2) / width, bottom / height, 0.15 / width, cells_h / height))
     cmap = plt.get_cmap("Reds").with_extremes(bad="#e8e8e8")
     im = ax.imshow(np.ma.masked_invalid(rate), cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(len(cols)), cols, rotation=0 if len(cols) < 8 else 45)
+    ax.set_xticks(range(len(cols)), cols, rotation=45 if rotate else 0, ha="right" if rotate else "center")
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.set_xlabel("series @ checkpoint step" if len(data.series) > 1 else "checkpoint step")
     if h["conditions"] < len(rows):
@@ -143,7 +151,7 @@ def _heatmap(data: ReportData, plt, family: str):
                 if not np.isnan(rate[i, j]):
                     ax.text(j, i, f"{rate[i, j]:.2f}\nn={h['n'][i][j]}", ha="center", va="center", fontsize=6.5,
                             color="white" if rate[i, j] > 0.6 else "black")
-    fig.colorbar(im, ax=ax, label="harmful rate", shrink=0.8)
+    fig.colorbar(im, cax=cax, label="harmful rate")
     ax.set_title(family)
     caption = (f"{family}: harmful rate per condition (above the line) and per variable value over every "
                f"condition holding it (below), by checkpoint. Grey: no scored rows.")
