@@ -32,6 +32,11 @@ def tx_link(**filters) -> str:
     return "#tx:" + urlencode(kept)
 
 
+def _only_if_many(data: ReportData, series: str) -> str | None:
+    """The series filter, which a one-series page leaves out of its links."""
+    return series if len(data.series) > 1 else None
+
+
 def zero_families(data: ReportData) -> list[dict]:
     """Families with scored rows and not one harmful reply at any checkpoint of any series."""
     out = []
@@ -86,7 +91,7 @@ def persistence_figure(data: ReportData) -> Figure:
                 panel.band([(p["step"], p["lo"], p["hi"]) for p in pts], color)
                 panel.line([(p["step"], p["rate"]) for p in pts], color)
                 for p in pts:
-                    panel.point(p["step"], p["rate"], color, tx_link(series=s, step=p["step"], family=group),
+                    panel.point(p["step"], p["rate"], color, tx_link(series=_only_if_many(data, s), step=p["step"], family=group),
                                 f"{s} · step {p['step']} · {group}: {_tip_rate(p)}",
                                 attrs={"series": s, "step": p["step"], "family": group})
             panels.append(panel.svg())
@@ -121,7 +126,7 @@ def paired_figure(data: ReportData) -> Figure | None:
             for c in mine:
                 kind = "paired" if c.pairs else "unpaired"
                 panel.point(c.step + offset[c.series], c.diff, color[c.series],
-                            tx_link(series=c.series, step=c.step, family=group),
+                            tx_link(series=_only_if_many(data, c.series), step=c.step, family=group),
                             f"{c.series} · step {c.step} vs {c.baseline_step} · {group}: {c.diff:+.3f} "
                             f"[{c.lo:+.3f}, {c.hi:+.3f}], {c.test}, p={c.p:.3g} ({kind})",
                             lo=c.lo, hi=c.hi, hollow=not c.pairs,
@@ -155,11 +160,11 @@ def awareness_figure(data: ReportData) -> Figure | None:
             scored = [p for p in points if p["rate"] is not None]
             rate.line([(p["step"], p["rate"]) for p in scored], color)
             for p in points:
-                share.point(p["step"], p["share"], color, tx_link(series=s, step=p["step"], awareness=label),
+                share.point(p["step"], p["share"], color, tx_link(series=_only_if_many(data, s), step=p["step"], awareness=label),
                             f"{s} · step {p['step']} · {label}: {p['share']:.3f} of ok replies",
                             attrs={"series": s, "step": p["step"], "awareness": label})
             for p in scored:
-                rate.point(p["step"], p["rate"], color, tx_link(series=s, step=p["step"], awareness=label),
+                rate.point(p["step"], p["rate"], color, tx_link(series=_only_if_many(data, s), step=p["step"], awareness=label),
                            f"{s} · step {p['step']} · {label}: harmful {p['rate']:.3f} [{p['lo']:.3f}, {p['hi']:.3f}], "
                            f"n={p['n']}", lo=p["lo"], hi=p["hi"],
                            attrs={"series": s, "step": p["step"], "awareness": label})

@@ -36,7 +36,11 @@ def ticks(lo: float, hi: float, count: int = 4) -> list[float]:
     span = hi - lo
     raw = span / count
     exp = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
-    step = next(m * exp for m in (1, 2, 2.5, 5, 10) if m * exp >= raw)
+    # Prefer a step that lands on both ends, so the top of the axis is labelled.
+    candidates = [m * exp for m in (1, 2, 2.5, 5, 10)]
+    step = next((c for c in candidates if c >= 0.75 * raw and abs(span / c - round(span / c)) < 1e-9
+                 and abs(lo / c - round(lo / c)) < 1e-9),
+                next(c for c in candidates if c >= raw))
     first = math.ceil(lo / step - 1e-9) * step
     out, v = [], first
     while v <= hi + 1e-9:
