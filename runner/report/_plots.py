@@ -46,17 +46,36 @@ def render_plots(data: ReportData, png_dir: Path) -> list[Plot]:
                 continue
             fig, title, caption = made
             path = png_dir / f"{name}.png"
-            fig.savefig(path, dpi=PNG_DPI)   # constrained layout already fits the figure: one draw
+            fig.savefig(path, dpi=PNG_DPI)   # margins are fixed: one draw
             plt.close(fig)
             plots.append(Plot(name, title, caption, path))
     return plots
 
 
-def _panels(plt, count: int, width: float = 3.6, height: float = 2.9):
+# Fixed margins in inches (room for tick labels, axis labels, titles and a legend row on top):
+# a layout engine would lay every text out again in extra draws, most of the --png time.
+LEFT, RIGHT, BOTTOM, TOP, LEGEND, GAP_W, GAP_H = 0.75, 0.15, 0.5, 0.35, 0.35, 0.75, 0.7
+
+
+def _grid(plt, nrows: int, ncols: int, width: float, height: float):
+    """A figure of nrows x ncols axes of width x height inches each, margins fixed in inches."""
+    fig_w = LEFT + RIGHT + ncols * width + (ncols - 1) * GAP_W
+    fig_h = BOTTOM + TOP + LEGEND + nrows * height + (nrows - 1) * GAP_H
+    fig, axes = plt.subplots(nrows, ncols, figsize=(fig_w, fig_h), squeeze=False)
+    fig.subplots_adjust(left=LEFT / fig_w, right=1 - RIGHT / fig_w, bottom=BOTTOM / fig_h,
+                        top=1 - (TOP + LEGEND) / fig_h, wspace=GAP_W / width, hspace=GAP_H / height)
+    return fig, axes
+
+
+def _legend(fig, handles, labels) -> None:
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncols=min(4, len(labels)),
+               frameon=False)
+
+
+def _panels(plt, count: int, width: float = 2.9, height: float = 2.05):
     ncols = min(3, count)
     nrows = math.ceil(count / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = _grid(plt, nrows, ncols, width, height)
     flat = [ax for row in axes for ax in row]
     for ax in flat[count:]:
         ax.set_visible(False)
@@ -108,7 +127,7 @@ def _persistence(data: ReportData, plt):
                 handles.append(h)
                 labels.append(label)
     if len(labels) > 1:
-        fig.legend(handles, labels, loc="outside upper center", ncols=min(4, len(labels)), frameon=False)
+        _legend(fig, handles, labels)
     caption = ("Harmful rate (harmful / scored rows) per checkpoint with Wilson 95% bands; unscored and error "
                "rows are left out of the rate and counted in the tables below."
                + (f" Not drawn, no harmful reply at any checkpoint: {', '.join(zero)}." if zero else ""))
@@ -195,7 +214,7 @@ def _paired(data: ReportData, plt):
     if len(data.series) > 1:
         handles, labels = axes[0].get_legend_handles_labels()
         keep = dict(zip(labels, handles))
-        fig.legend(list(keep.values()), list(keep), loc="outside upper center", ncols=min(4, len(keep)), frameon=False)
+        _legend(fig, list(keep.values()), list(keep))
     caption = ("Difference in harmful rate against the baseline checkpoint with its 95% interval. Filled: paired "
                "(same condition and seed; exact McNemar, Newcombe paired interval); open squares: unpaired "
                "(two-proportion test).")
@@ -207,8 +226,7 @@ def _awareness(data: ReportData, plt):
     per_series = {s: p for s, p in per_series.items() if any(p[a] for a in p)}
     if not per_series:
         return None
-    fig, axes = plt.subplots(len(per_series), 2, figsize=(9.0, 3.0 * len(per_series)), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = _grid(plt, len(per_series), 2, 3.6, 2.2)
     for (series, pts), (ax_share, ax_rate) in zip(per_series.items(), axes):
         for label, points in pts.items():
             color = AWARENESS_COLORS[label]
@@ -227,7 +245,7 @@ def _awareness(data: ReportData, plt):
             ax.set_xlabel("checkpoint step")
             ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncols=len(labels), frameon=False)
+    _legend(fig, handles, labels)
     caption = ("Whether the agent reasoned it is being tested, that its situation is real, or neither "
                "(all families), and the harmful rate within each group with Wilson 95% intervals.")
     return fig, "Eval awareness", caption
