@@ -13,6 +13,7 @@ config, and the HTML report.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -20,6 +21,8 @@ from pathlib import Path
 
 from runner.config import WandbConfig, WandbMode
 from runner.errors import MissingDependencyError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "eval/"
 # Below this many bytes of Parquet the results artifact holds the files; above, a file:// reference.
@@ -131,7 +134,10 @@ class WandbSink:
         where, offline = [], []
         for run in self.runs.values():
             if self.cfg.log_artifacts:
-                self._log_artifacts(run)
+                try:
+                    self._log_artifacts(run)
+                except Exception as e:  # noqa: BLE001 - extras: the metrics are logged, the run must still finish
+                    log.warning("W&B artifacts not logged: %s: %s", type(e).__name__, e)
             url = getattr(run, "url", None) if self.mode == "online" else None
             run_dir = Path(run.dir).parent if getattr(run, "dir", None) else None
             run.finish()
