@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.report._aggregate import OVERALL, ReportData, awareness_points, curve
-from runner.report._figures import zero_families
+from runner.report._figures import _short_condition, zero_families
 from runner.report._svg import nice_ceiling, series_color
 
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
@@ -175,11 +175,6 @@ def _heatmap(data: ReportData, plt, family: str):
     caption = (f"{family}: harmful rate per condition (above the line) and per variable value over every "
                f"condition holding it (below), by checkpoint. Grey: no scored rows.")
     return fig, f"Conditions × checkpoints: {family}", caption
-
-
-def _short_condition(condition_id: str) -> str:
-    parts = [p.partition("=") for p in condition_id.split(",") if p]
-    return " · ".join(v if sep else k for k, sep, v in parts) or "(default)"
 
 
 def _paired(data: ReportData, plt):
