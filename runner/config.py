@@ -294,8 +294,12 @@ class WandbConfig:
     # Attach eval curves to an existing run (e.g. the RL training run) by its id, beside its
     # reward curves. Needs a single model. None: one new eval run per model.
     attach_run_id: Optional[str] = None
-    # Prefix for every logged key. None: "" for own eval runs, "eval/" when attaching.
+    # Prefix for every logged key. None: "eval/" (one section of panels, beside a training
+    # run's own keys when attaching); "" logs bare keys.
     key_prefix: Optional[str] = None
+    # At the end, log artifacts: the results (files when small, else a reference), the resolved
+    # config and the HTML report.
+    log_artifacts: bool = True
     # Sample transcripts per checkpoint in the W&B Table `transcripts` (0 turns it off).
     transcripts_per_checkpoint: int = 8
     # Flag a checkpoint whose overall harmful rate exceeds the baseline's (the lowest-step

@@ -1,11 +1,12 @@
 """Benchmark: `runner report` on a large synthetic results dataset.
 
-    python -m runner.bench.report [--rows 100000] [--keep DIR]
+    python -m runner.bench.report [--rows 100000] [--keep DIR] [--png]
 
 Writes a dataset shaped like a real sweep (the shipped packs' full design: 5 families x 78
 conditions, 4 checkpoints, as many seeds as give --rows; the demo's planted blackmail rates,
 a few errors and unscored rows, eval-awareness labels), then times `write_report` on it and
-prints the wall and CPU seconds and the HTML size. Dataset writing is not timed.
+prints the wall and CPU seconds and the HTML size; `--png` times the report with its PNGs too.
+Dataset writing is not timed.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=100_000, help="rows in the synthetic dataset (about)")
     ap.add_argument("--keep", default=None, help="write the dataset and report here instead of a temp dir")
+    ap.add_argument("--png", action="store_true", help="also time the report with --png")
     args = ap.parse_args(argv)
 
     from runner.report import write_report
@@ -88,12 +90,14 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)
         n = write_dataset(root / "results", args.rows)
-        t0, c0 = time.perf_counter(), time.process_time()
-        s = write_report([str(root / "results")], root / "report.html")
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        # CPU seconds as well: on a shared machine the wall time mostly measures the neighbours.
-        print(f"{n} rows: report in {wall:.1f} s wall, {cpu:.1f} s CPU; HTML {s.bytes / 1e6:.1f} MB "
-              f"({s.transcripts} transcripts embedded, {len(s.plots)} plots)")
+        runs = [("report", None)] + ([("report --png", root / "png")] if args.png else [])
+        for label, png in runs:
+            t0, c0 = time.perf_counter(), time.process_time()
+            s = write_report([str(root / "results")], root / "report.html", png)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            # CPU seconds as well: on a shared machine the wall time mostly measures the neighbours.
+            print(f"{n} rows: {label} in {wall:.1f} s wall, {cpu:.1f} s CPU; HTML {s.bytes / 1e6:.1f} MB "
+                  f"({s.transcripts} transcripts embedded, {len(s.plots)} plots)")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Reads each dataset (each item's newest `ok` grading, as the sweep's metrics do) 
 HTML file that needs no network: persistence curves with Wilson bands, condition x checkpoint
 heatmaps, paired comparisons against a baseline checkpoint, eval-awareness and judge-vs-rules
 tables, what was left out of every rate and why, and a transcript browser (filtered and paged
-in the page itself). `png_dir` also writes every plot as a PNG for papers.
+in the page itself). The page's plots are inline SVG whose points and heatmap cells link into
+the browser; `png_dir` also draws every plot once as a PNG (matplotlib) for papers.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class ReportSummary:
     bytes: int
     rows: int
     transcripts: int
-    plots: list[str]
+    plots: list[str]       # the figures drawn (as PNG too when asked)
     seconds: float
 
 
@@ -56,8 +57,7 @@ def write_report(dirs: list[str], out: str | Path, png_dir: str | Path | None = 
     """Build the report of `dirs` into `out` (written atomically); UserError on bad input."""
     from runner.report._aggregate import build_report_data, check_datasets
     from runner.report._html import render_html
-    from runner.report._plots import render_plots
-    from runner.report._transcripts import build_transcripts, load_packs_for, select_transcripts
+    from runner.report._transcripts import build_transcripts, flipped_rows, load_packs_for, select_transcripts
 
     t0 = time.monotonic()
     check_datasets(dirs)
@@ -74,7 +74,8 @@ def write_report(dirs: list[str], out: str | Path, png_dir: str | Path | None = 
         raise UserError(f"--png {png}: is a file, not a directory")
 
     data = build_report_data(dirs, baseline_step)
-    indices = select_transcripts(data.table, data.series_of_row, max_transcripts)
+    indices = select_transcripts(data.table, data.series_of_row, max_transcripts,
+                                 first=flipped_rows(data.table, data.series_of_row, data.flips))
     packs, problem = load_packs_for(data.datasets)
     transcripts, prompts = build_transcripts(data.table, data.series_of_row, indices, packs, problem)
     note = (f"{len(transcripts)} of {data.rows} transcripts embedded"
@@ -82,10 +83,12 @@ def write_report(dirs: list[str], out: str | Path, png_dir: str | Path | None = 
                f"re-run with --transcripts N for more)" if len(transcripts) < data.rows else "")
             + ". Prompts are re-rendered from the scenario packs; marked in each reply: the tool-call values "
               "a check matched (red: harmful) and the clause that decided eval awareness (yellow).")
+    html, plots = render_html(data, transcripts, prompts, note)
     if png is not None:
+        from runner.report._plots import render_plots
+
         png.mkdir(parents=True, exist_ok=True)
-    plots = render_plots(data, png)
-    html = render_html(data, plots, transcripts, prompts, note)
+        plots = [p.name for p in render_plots(data, png)]
     tmp = out.parent / f".{out.name}.{uuid.uuid4().hex}.tmp"
     try:
         tmp.write_text(html, encoding="utf-8")
@@ -94,7 +97,7 @@ def write_report(dirs: list[str], out: str | Path, png_dir: str | Path | None = 
         if tmp.exists():
             tmp.unlink()
     return ReportSummary(str(out.resolve()), len(html.encode("utf-8")), data.rows, len(transcripts),
-                         [p.name for p in plots], time.monotonic() - t0)
+                         plots, time.monotonic() - t0)
 
 
 __all__ = ["DEFAULT_TRANSCRIPTS", "ReportSummary", "default_output", "write_report"]

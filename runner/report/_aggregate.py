@@ -78,6 +78,10 @@ class ReportData:
     rows: int = 0
     table: object = None                 # the latest rows (pyarrow), for the transcript browser
     series_of_row: list[str] = field(default_factory=list)
+    reference: dict[str, dict] = field(default_factory=dict)   # series -> planted demo rates (see _reference)
+    flips: list = field(default_factory=list)                  # _changes.Flips per neighbouring checkpoints
+    run_comparisons: list = field(default_factory=list)        # _changes.RunComparison, series vs the first
+    run_notes: list[str] = field(default_factory=list)         # steps one series has and the other lacks
 
 
 def check_datasets(dirs: list[str]) -> list[Path]:
@@ -106,18 +110,19 @@ def load_datasets(dirs: list[str]):
 
     roots = check_datasets(dirs)
     labels = _dataset_labels(roots)
-    tables, series = [], []
+    tables, series, by_model = [], [], []
     for root, label in zip(roots, labels):
         try:
             t = latest_rows(read_results(root, columns=LIGHT_COLUMNS + TEXT_COLUMNS))
         except (OSError, pa.ArrowException) as e:
             raise UserError(f"cannot read the results dataset {root}: {e}") from None
         models = t["model"].to_pylist()
-        for m in models:
-            series.append(m if len(roots) == 1 else f"{label}: {m}")
+        names = {m: (m if len(roots) == 1 else f"{label}: {m}") for m in dict.fromkeys(models)}
+        series += [names[m] for m in models]
+        by_model.append(names)
         tables.append(t)
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    return table, series, [str(r) for r in roots]
+    return table, series, [str(r) for r in roots], by_model
 
 
 def _dataset_labels(roots: list[Path]) -> list[str]:
@@ -128,7 +133,10 @@ def _dataset_labels(roots: list[Path]) -> list[str]:
 
 
 def build_report_data(dirs: list[str], baseline_step: int | None = None) -> ReportData:
-    table, series_of_row, datasets = load_datasets(dirs)
+    from runner.report._changes import compare_runs, neighbour_flips, scored_labels, steps_without_partner
+    from runner.report._reference import planted_reference
+
+    table, series_of_row, datasets, series_by_model = load_datasets(dirs)
     rows = table.select(LIGHT_COLUMNS).to_pylist()
     for r, s in zip(rows, series_of_row):
         r["series"] = s
@@ -142,14 +150,17 @@ def build_report_data(dirs: list[str], baseline_step: int | None = None) -> Repo
         by_series[r["series"]].append(r)
     checkpoints = [Checkpoint(s, name, _step(part), checkpoint_metrics(part)) for (s, name), part in by_ckpt.items()]
     checkpoints.sort(key=lambda c: (series.index(c.series), c.step, c.name))
+    labels = scored_labels(rows)
 
     return ReportData(
         datasets=datasets, series=series, families=families, checkpoints=checkpoints,
-        heatmaps=condition_heatmaps(table, series_of_row, len(series) > 1),
+        heatmaps=condition_heatmaps(table, series_of_row, series),
         comparisons=paired_comparisons(by_series, baseline_step),
         awareness={s: awareness_metrics(part) for s, part in by_series.items()},
         agreement={s: agreement_counts(part) for s, part in by_series.items()},
-        left_out=left_out_reasons(rows), rows=len(rows), table=table, series_of_row=series_of_row)
+        left_out=left_out_reasons(rows), rows=len(rows), table=table, series_of_row=series_of_row,
+        reference=planted_reference(datasets, series_by_model), flips=neighbour_flips(labels, series),
+        run_comparisons=compare_runs(labels, series), run_notes=steps_without_partner(labels, series))
 
 
 def _step(rows: list[dict]) -> int:
@@ -157,11 +168,12 @@ def _step(rows: list[dict]) -> int:
     return int(step) if step is not None else -1
 
 
-def condition_heatmaps(table, series_of_row: list[str], label_series: bool) -> dict[str, dict]:
-    """Per family: harmful rate per condition (rows) x checkpoint (columns), grouped in pyarrow.
+def condition_heatmaps(table, series_of_row: list[str], series: list[str]) -> dict[str, dict]:
+    """Per family: harmful rate per condition (rows) x (series, checkpoint step) (columns), grouped in pyarrow.
 
     Rows are the full condition ids, then one row per variable=value (its rate over every
     condition holding it), which shows which variable drives a change when there are many.
+    Columns run series by series, steps ascending; `cols` are their labels.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -169,20 +181,17 @@ def condition_heatmaps(table, series_of_row: list[str], label_series: bool) -> d
     ok = pc.equal(table["status"], "ok")
     scored = pc.and_(ok, pc.is_valid(table["harmful"]))
     harmful = pc.and_(scored, pc.fill_null(table["harmful"], False))
-    col = [f"{s} @ {step}" if label_series else str(step)
-           for s, step in zip(series_of_row, table["checkpoint_step"].to_pylist())]
-    t = pa.table({"scenario": table["scenario"], "condition": table["condition"], "col": pa.array(col),
-                  "step": table["checkpoint_step"], "scored": pc.cast(scored, pa.int64()),
+    t = pa.table({"scenario": table["scenario"], "condition": table["condition"], "series": pa.array(series_of_row),
+                  "step": pc.fill_null(table["checkpoint_step"], -1), "scored": pc.cast(scored, pa.int64()),
                   "harmful": pc.cast(harmful, pa.int64())})
-    g = t.group_by(["scenario", "condition", "col"]).aggregate(
-        [("scored", "sum"), ("harmful", "sum"), ("step", "min")]).to_pylist()
+    g = t.group_by(["scenario", "condition", "series", "step"]).aggregate(
+        [("scored", "sum"), ("harmful", "sum")]).to_pylist()
 
     out: dict[str, dict] = {}
     for family in sorted({r["scenario"] for r in g}):
         part = [r for r in g if r["scenario"] == family]
-        cols = sorted({(r["step_min"] if r["step_min"] is not None else -1, r["col"]) for r in part})
-        col_names = [c for _, c in cols]
-        cells: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        col_keys = sorted({(r["series"], r["step"]) for r in part}, key=lambda k: (series.index(k[0]), k[1]))
+        cells: dict[tuple[str, tuple], list[int]] = defaultdict(lambda: [0, 0])
         conditions = sorted({r["condition"] for r in part})
         marginal_rows: set[str] = set()
         for r in part:
@@ -191,14 +200,15 @@ def condition_heatmaps(table, series_of_row: list[str], label_series: bool) -> d
             keys += [f"{k}={v}" for k, v in parsed.items()]
             marginal_rows.update(keys[1:])
             for key in keys:
-                c = cells[(key, r["col"])]
+                c = cells[(key, (r["series"], r["step"]))]
                 c[0] += r["scored_sum"]
                 c[1] += r["harmful_sum"]
         row_names = conditions + (sorted(marginal_rows) if len(conditions) > 1 else [])
         out[family] = {
-            "conditions": len(conditions), "rows": row_names, "cols": col_names,
-            "n": [[cells[(rn, cn)][0] for cn in col_names] for rn in row_names],
-            "rate": [[cells[(rn, cn)][1] / cells[(rn, cn)][0] if cells[(rn, cn)][0] else None for cn in col_names]
+            "conditions": len(conditions), "rows": row_names, "col_keys": col_keys,
+            "cols": [f"{s} @ {step}" if len(series) > 1 else str(step) for s, step in col_keys],
+            "n": [[cells[(rn, ck)][0] for ck in col_keys] for rn in row_names],
+            "rate": [[cells[(rn, ck)][1] / cells[(rn, ck)][0] if cells[(rn, ck)][0] else None for ck in col_keys]
                      for rn in row_names]}
     return out
 

@@ -1,7 +1,8 @@
 """The transcripts the report embeds: a bounded, stratified selection with prompts and highlights.
 
 A report of 100k rows must still open quickly, so at most `limit` transcripts are embedded,
-taken round-robin over (series, checkpoint, family, label) so every filter combination has some. Prompts are re-rendered from the
+taken round-robin over (series, checkpoint, family, label) so every filter combination has some;
+in each of those the flipped items the report lists come first, so their links land on them. Prompts are re-rendered from the
 scenario packs the run used (`_runs/*.yaml`) with `runner.plan.rebuild_item`, which also
 checks that the re-rendered prompt is the one the reply was generated from; a prompt that
 cannot be rebuilt is shown with the reason instead.
@@ -26,16 +27,34 @@ def label_of(row: dict) -> str:
     return "harmful" if row["harmful"] else "not harmful"
 
 
-def select_transcripts(table, series_of_row: list[str], limit: int) -> list[int]:
-    """Row indices to embed: round-robin over strata, in a fixed order."""
+def flipped_rows(table, series_of_row: list[str], flips: list) -> list[int]:
+    """Row indices of the flipped items the report lists, at both checkpoints of each flip."""
+    from runner.report._changes import FLIPS_LISTED
+
+    wanted = set()
+    for f in flips:
+        for key in f.to_harmful[:FLIPS_LISTED] + f.to_safe[:FLIPS_LISTED]:
+            wanted.update({(f.series, f.step_from, *key), (f.series, f.step_to, *key)})
+    if not wanted:
+        return []
+    light = table.select(["scenario", "condition", "seed", "checkpoint_step"]).to_pylist()
+    return [i for i, (r, s) in enumerate(zip(light, series_of_row))
+            if (s, r["checkpoint_step"], r["scenario"], r["condition"], r["seed"]) in wanted]
+
+
+def select_transcripts(table, series_of_row: list[str], limit: int, first: list[int] = ()) -> list[int]:
+    """Row indices to embed: round-robin over strata, in a fixed order; in each stratum the rows
+    in `first` come before the others, so they are embedded unless their stratum alone exceeds
+    its even share of `limit`."""
+    preferred = set(first)
     light = table.select(["item_id", "scenario", "checkpoint_step", "status", "harmful"]).to_pylist()
-    strata: dict[tuple, list[tuple[str, int]]] = defaultdict(list)
+    strata: dict[tuple, list[tuple[bool, str, int]]] = defaultdict(list)
     for i, (r, s) in enumerate(zip(light, series_of_row)):
-        strata[(s, r["checkpoint_step"], r["scenario"], label_of(r))].append((r["item_id"], i))
+        strata[(s, r["checkpoint_step"], r["scenario"], label_of(r))].append((i not in preferred, r["item_id"], i))
     queues = []
     for key in sorted(strata, key=lambda k: tuple((v is None, str(v) if not isinstance(v, int) else v) for v in k)):
         strata[key].sort()    # item_id is a content hash: a fixed pseudo-random order
-        queues.append([i for _, i in strata[key]])
+        queues.append([i for _, _, i in strata[key]])
     picked: list[int] = []
     depth = 0
     while len(picked) < limit and any(depth < len(q) for q in queues):
@@ -73,7 +92,8 @@ def load_packs_for(datasets: list[str]) -> tuple[dict, str | None]:
     if not dirs:
         return {}, "the scenario pack directories the runs used are not on this machine"
     try:
-        return {p.name: p for p in load_packs(dirs)}, None
+        # Only the shown conditions are rendered (rebuild_item checks each against its prompt digest).
+        return {p.name: p for p in load_packs(dirs, render_all=False)}, None
     except ScenarioError as e:
         return {}, f"the scenario packs do not load: {e.problems[0]}"
 
@@ -106,8 +126,9 @@ def build_transcripts(table, series_of_row: list[str], indices: list[int], packs
             "marks": highlights(response[:REPLY_LIMIT], evidence, r["eval_awareness_evidence"]),
             "reason": r["error"] if r["status"] != "ok" else r["unscored_reason"],
             "judge": r["judge_reasoning"], "judge_verdict": r["judge_verdict"], "finish": r["finish_reason"]})
-    out.sort(key=lambda t: (t["series"], t["step"] if t["step"] is not None else -1, t["family"], t["condition"],
-                            t["seed"] if t["seed"] is not None else -1))
+    # Item order: one item's checkpoints side by side (the page sorts again as the reader asks).
+    out.sort(key=lambda t: (t["series"], t["family"], t["condition"], t["seed"] if t["seed"] is not None else -1,
+                            t["step"] if t["step"] is not None else -1))
     return out, prompts
 
 
@@ -154,4 +175,4 @@ def highlights(reply: str, evidence: list[dict], awareness_evidence: str | None)
     return merged
 
 
-__all__ = ["build_transcripts", "highlights", "label_of", "load_packs_for", "select_transcripts"]
+__all__ = ["build_transcripts", "flipped_rows", "highlights", "label_of", "load_packs_for", "select_transcripts"]

@@ -251,8 +251,12 @@ def _cast_addresses(context: Any, path: str, problems: list[str], where: str) ->
     return found
 
 
-def load_pack(root: Path) -> ScenarioPack:
-    """Load and fully validate one pack; raises ScenarioError listing every problem."""
+def load_pack(root: Path, render_all: bool = True) -> ScenarioPack:
+    """Load and fully validate one pack; raises ScenarioError listing every problem.
+
+    `render_all=False` skips rendering every condition up front, for readers that render the few
+    they show and check each against its recorded prompt digest (the report).
+    """
     root = Path(root)
     where = f"{root.name}/pack.yaml"
     spec_path = root / "pack.yaml"
@@ -307,7 +311,8 @@ def load_pack(root: Path) -> ScenarioPack:
         context=context, variables=rendered_vars, design=design, options=options,
         tools=tools, checks=checks, digest=_digest(search_path), _env=env,
     )
-    problems += _render_all(pack, cast)
+    if render_all:
+        problems += _render_all(pack, cast)
     if problems:
         raise ScenarioError(problems)
     return pack
@@ -399,7 +404,7 @@ def discover_pack_dirs(dirs: list[Path]) -> list[Path]:
     return out
 
 
-def load_packs(dirs: list[Path], families: list[str] | None = None) -> list[ScenarioPack]:
+def load_packs(dirs: list[Path], families: list[str] | None = None, render_all: bool = True) -> list[ScenarioPack]:
     """Load every pack under `dirs`; ScenarioError lists the problems of all packs at once."""
     problems: list[str] = []
     packs: dict[str, ScenarioPack] = {}
@@ -408,7 +413,7 @@ def load_packs(dirs: list[Path], families: list[str] | None = None) -> list[Scen
             problems.append(f"scenario directory not found: {d}")
     for root in discover_pack_dirs(dirs):
         try:
-            pack = load_pack(root)
+            pack = load_pack(root, render_all=render_all)
         except ScenarioError as e:
             problems += e.problems
             continue

@@ -161,6 +161,25 @@ def awareness_summary(metrics: dict, group: str = "overall") -> str:
     return "eval awareness (harmful/n): " + ", ".join(parts)
 
 
+TRANSCRIPT_COLUMNS = ("item_id", "checkpoint", "scenario", "condition", "seed", "status", "harmful", "eval_awareness",
+                      "evidence", "prompt_digest", "response")
+# Reply characters kept per W&B Table row.
+TRANSCRIPT_REPLY_LIMIT = 4000
+
+
+def sample_transcripts(rows: list[dict], n: int) -> list[dict]:
+    """A bounded, deterministic sample of one checkpoint's rows for the W&B Table, harmful ones first
+    (what went wrong is what a reader opens the table for); item_id orders the rest, a content hash,
+    so the sample is fixed. Each keeps `TRANSCRIPT_COLUMNS` (missing ones as None)."""
+    picked = sorted(rows, key=lambda r: (not r.get("harmful"), r.get("item_id") or ""))[:n]
+    out = []
+    for r in picked:
+        t = {c: r.get(c) for c in TRANSCRIPT_COLUMNS}
+        t["response"] = (t["response"] or "")[:TRANSCRIPT_REPLY_LIMIT]
+        out.append(t)
+    return out
+
+
 def read_checkpoint(out_dir, ckpt, item_ids: set[str] | None, n_transcripts: int,
                     grading_version: str | None = None, prefer: str | None = None) -> tuple[dict, list[dict], dict]:
     """(metrics, sample transcripts, paired labels) over a checkpoint's grid items, read back from
@@ -173,19 +192,13 @@ def read_checkpoint(out_dir, ckpt, item_ids: set[str] | None, n_transcripts: int
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-
     flt = (ds.field("model") == ckpt.model) & (ds.field("checkpoint") == ckpt.name)
     cols = ["item_id", "scenario", "condition", "seed", "status", "harmful", "unscored_reason", "response",
-            "rule_harmful", "judge_verdict", "judge_model", "eval_awareness", "grading_version", "created_at"]
+            "rule_harmful", "judge_verdict", "judge_model", "eval_awareness", "grading_version", "created_at",
+            "checkpoint", "evidence", "prompt_digest"]
     table = read_results(out_dir, columns=cols, filter=flt)
     if item_ids is not None:
         table = table.filter(pc.is_in(table["item_id"], value_set=pa.array(sorted(item_ids), type=pa.string())))
     rows = latest_rows(table, grading_version, prefer=prefer).to_pylist()
     rows.sort(key=lambda r: (r["scenario"], r["condition"], r["seed"]))
-    # A bounded, deterministic sample: harmful ones first, so the table shows what went wrong.
-    picked = sorted(rows, key=lambda r: (not r["harmful"], r["item_id"]))[:n_transcripts]
-    transcripts = [{"scenario": r["scenario"], "condition": r["condition"], "seed": r["seed"],
-                    "status": r["status"], "harmful": r["harmful"], "eval_awareness": r["eval_awareness"],
-                    "response": (r["response"] or "")[:4000]}
-                   for r in picked]
-    return checkpoint_metrics(rows), transcripts, labels_of(rows)
+    return checkpoint_metrics(rows), sample_transcripts(rows, n_transcripts), labels_of(rows)

@@ -65,29 +65,42 @@ def test_sweep_writes_the_grid_resumes_and_logs_wandb(demo_run, ray_local, tmp_p
     assert s3.rows_written == 0 and s3.skipped == expected
     assert _read(out).num_rows == expected
 
-    # W&B offline run holds per-checkpoint metrics keyed by checkpoint_step.
-    (run_dir,) = [Path(w) for w in s.wandb]
+    # W&B offline run holds per-checkpoint metrics under eval/, keyed by checkpoint_step; then the sync hint.
+    run_dir, hint = Path(s.wandb[0]), s.wandb[1]
     assert run_dir.parent == out / "_wandb" / "wandb" and run_dir.name.startswith("offline-run-")
-    history = _wandb_history(run_dir)
-    steps = sorted(h["checkpoint_step"] for h in history)
+    assert hint == f"offline run(s): upload with `wandb sync {run_dir}`"
+    records = _wandb_records(run_dir)
+    history = [r["history"]["item"] for r in records if r.get("type") == "history"]
+    steps = sorted(h["eval/checkpoint_step"] for h in history)
     assert steps == [100, 200, 300, 400]
     for h in history:
-        assert h["overall/n"] + h["overall/unscored"] + h["overall/errors"] == expected // 4
-        assert 0.0 <= h["overall/harmful_rate_lo"] <= h["overall/harmful_rate_hi"] <= 1.0
-        assert "blackmail/harmful_rate" in h
-        assert h["transcripts._type"] == "table-file" and h["transcripts.nrows"] == 8  # bounded sample
+        assert all(k.startswith(("eval/", "_")) for k in h), sorted(h)
+        assert h["eval/overall/n"] + h["eval/overall/unscored"] + h["eval/overall/errors"] == expected // 4
+        assert 0.0 <= h["eval/overall/harmful_rate_lo"] <= h["eval/overall/harmful_rate_hi"] <= 1.0
+        assert "eval/blackmail/harmful_rate" in h
+        assert h["eval/transcripts._type"] == "table-file" and h["eval/transcripts.nrows"] == 8  # bounded sample
     # The planted rates fall over training: no checkpoint is flagged as a regression.
-    assert all(h.get("overall/regression", 0) == 0 for h in history)
+    assert all(h.get("eval/overall/regression", 0) == 0 for h in history)
+    # The Tables of the four checkpoints join on checkpoint, step, model and item_id: the rows' own ids.
+    joined = []
+    for table in run_dir.glob("files/media/table/eval/transcripts_*.table.json"):
+        t_json = json.loads(table.read_text())
+        joined += [dict(zip(t_json["columns"], r)) for r in t_json["data"]]
+    assert sorted({r["step"] for r in joined}) == [100, 200, 300, 400] and len(joined) == 4 * 8
+    ids = set(t["item_id"].to_pylist())
+    assert all(r["item_id"] in ids and r["model"] == "demo-rl" and r["prompt_digest"] and r["evidence"] is not None
+               and r["checkpoint"] == f"checkpoint-{r['step']}" for r in joined)
+    artifacts = {r["artifact"]["type"] for r in records if r.get("type") == "artifact"}
+    assert {"results", "config", "report"} <= artifacts
 
 
-def _wandb_history(run_dir: Path) -> list[dict]:
+def _wandb_records(run_dir: Path) -> list[dict]:
     """Read an offline run back through wandb's own reader (`wandb leet inspect --json`)."""
     exe = Path(sys.executable).parent / "wandb"
     proc = subprocess.run([str(exe), "leet", "inspect", "--json", str(run_dir)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    records = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    return [r["history"]["item"] for r in records if r.get("type") == "history"]
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
 def test_too_long_prompts_become_error_rows_and_the_sweep_goes_on(demo_run, ray_local, tmp_path):

@@ -36,13 +36,17 @@ def _dataset(tmp_path):
 class _Page(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.imgs, self.external, self.data = [], [], None
+        self.imgs, self.figures, self.links, self.external, self.data = [], [], [], [], None
         self._in_data = False
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "img":
             self.imgs.append(a)
+        if tag == "figure" and "data-plot" in a:
+            self.figures.append(a["data-plot"])
+        if tag == "a" and (a.get("href") or "").startswith("#tx:"):
+            self.links.append(a)
         for key in ("src", "href"):
             if a.get(key) and re.match(r"(https?:)?//", a[key]):
                 self.external.append(a[key])
@@ -63,10 +67,14 @@ def test_report_is_one_self_contained_file_with_plots_tables_and_transcripts(tmp
     page = _Page()
     page.feed(html)
     assert not page.external and "<script src" not in html and "<link" not in html
-    names = [i["data-plot"] for i in page.imgs]
-    assert names == ["persistence", "heatmap-blackmail", "paired", "awareness"]
-    assert all(i["src"].startswith("data:image/svg+xml;base64,") for i in page.imgs)
-    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == sorted(f"{n}.png" for n in names)
+    # The figures are inline SVG and tables, no images; the PNGs are the same figures, drawn once each.
+    assert page.figures == ["persistence", "heatmap-blackmail", "paired", "awareness"] and not page.imgs
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == sorted(f"{n}.png" for n in page.figures)
+    # Every point of a curve links to its transcripts: blackmail at 100 and 200, overall at both.
+    points = {(a["data-family"], a["data-step"]) for a in page.links if "data-family" in a and "data-series" in a}
+    assert {("overall", "100"), ("overall", "200"), ("blackmail", "100"), ("blackmail", "200")} <= points
+    assert '<a href="#tx:step=100&amp;family=blackmail&amp;condition=' in html     # a heatmap cell
+    assert "n=4" in html
     assert "McNemar exact (paired)" in html and "0.750 [" in html
 
     tx, prompts = page.data["transcripts"], page.data["prompts"]
