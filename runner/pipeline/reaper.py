@@ -26,6 +26,8 @@ import time
 import uuid
 
 MARKER = "RUNNER_LOCAL_RAY_OWNER"
+# The reapers of this process: holding them holds their pipes open (a collected Popen would close it).
+_started: list[subprocess.Popen] = []
 
 
 def start_reaper() -> subprocess.Popen:
@@ -36,7 +38,8 @@ def start_reaper() -> subprocess.Popen:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                               start_new_session=True)  # a Ctrl-C to the driver's group must not stop it first
     os.environ[MARKER] = value
-    return reaper  # its stdin (the pipe's write end) stays open as long as this process lives
+    _started.append(reaper)  # its stdin (the pipe's write end) stays open as long as this process lives
+    return reaper
 
 
 def marked_pids(value: str) -> list[int]:

@@ -279,8 +279,9 @@ def test_sigkill_of_the_driver_stops_its_local_ray_within_10s(random_run, tmp_pa
             assert s.p.poll() is None and time.monotonic() < deadline, s.output[-3000:]
             time.sleep(0.2)
         procs = _session_processes(s.p.pid, temp)
-        names = sorted({" ".join(p.cmdline())[:40] for p in _alive(procs)})
-        assert any("raylet" in n for n in names) and any("DashboardAgent" in n for n in names), names
+        cmdlines = [" ".join(p.cmdline()) for p in _alive(procs)]
+        names = sorted({c.split()[0].rsplit("/", 1)[-1] for c in cmdlines})
+        assert any("/raylet/raylet " in c for c in cmdlines) and "ray::DashboardAgent" in names, names
         killed = time.monotonic()
         s.p.send_signal(signal.SIGKILL)
         s.wait()
