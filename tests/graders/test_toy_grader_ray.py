@@ -36,10 +36,10 @@ def test_a_toy_grader_runs_beside_the_rules(ray_local):
             run_pipeline(StoredSource(todo, batch_size=2), stages.graders, done.append)
         finally:
             stages.shutdown()
-        got = {it.item_id: (b.grades["length"][k].chars, b.grades["rules"][k].harmful)
+        got = {it.item_id: (b.grades["length"][k].chars, b.grades["rules"][k].unscored_reason)
                for b in done for k, it in enumerate(b.items)}
         assert {i: c for i, (c, _) in got.items()} == {f"t{i}": 10 + i for i in range(5)}
-        assert all(h is False for _, h in got.values())  # plain text, no call: the rules read all of it
+        assert {why for _, why in got.values()} == {"no_engagement"}  # the rules graded the same items: "xxx" is noise
         cols = grading_columns({"length": done[0].grades["length"][0]}, cfg.grading.judge.combine, ok=True)
         assert cols["finish_reason"].startswith("len=")
     finally:
