@@ -15,12 +15,9 @@ importlib's finder and never imported.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from runner.cache import build_once
 from runner.errors import MissingDependencyError, UserError
 
 DEMO = "builtin:demo-rl"
@@ -87,28 +84,13 @@ def smollm2_gguf() -> Path:
 
 def ensure_smollm2(cache_dir: Path) -> Path:
     gguf = smollm2_gguf()
-    out = Path(cache_dir) / SMOLLM2_DIR_NAME
     expected = {"recipe": SMOLLM2_RECIPE_VERSION, "source": gguf.name, "source_bytes": gguf.stat().st_size}
-    marker = out / _MARKER
-    if marker.is_file():
-        try:
-            recorded = json.loads(marker.read_text())
-            if {k: recorded.get(k) for k in expected} == expected:
-                return out
-        except (OSError, ValueError):
-            pass
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_DIR_NAME}-", dir=out.parent))
-    try:
+
+    def build(staging: Path) -> dict:
         convert_gguf(gguf, staging)
-        (staging / _MARKER).write_text(json.dumps(expected, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return out
+        return expected
+
+    return build_once(Path(cache_dir) / SMOLLM2_DIR_NAME, _MARKER, expected, build)
 
 
 def convert_gguf(gguf: Path, out_dir: Path) -> None:

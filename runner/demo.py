@@ -29,11 +29,10 @@ The build is deterministic (fixed seeds per step) and cached: a second call retu
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from runner.cache import build_once
 
 DEMO_RUN_NAME = "demo-rl-run"
 # Bump when the build recipe changes so caches from an older recipe are rebuilt.
@@ -268,22 +267,11 @@ def ensure_demo_run(
     if planted is not None:
         steps = tuple(planted)
     name = DEMO_RUN_NAME if planted is not None else f"{DEMO_RUN_NAME}-random"
-    run_dir = Path(cache_dir) / name
-    marker = run_dir / "DEMO_RUN.json"
     expected = {"recipe": DEMO_RECIPE_VERSION, "steps": list(steps), "spec": spec.__dict__,
                 "planted_targets": {str(k): v for k, v in (planted or {}).items()},
                 "corpus": _corpus_digest(scenarios_dir)}
-    if marker.is_file():
-        try:
-            recorded = json.loads(marker.read_text())
-            if {k: recorded.get(k) for k in expected} == expected:
-                return run_dir
-        except (OSError, ValueError):
-            pass
 
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{DEMO_RUN_NAME}-", dir=run_dir.parent))
-    try:
+    def build(staging: Path) -> dict:
         tokenizer = build_tokenizer(staging / "tokenizer", spec.vocab_size, scenarios_dir)
         record = dict(expected, planted={})
         for step in steps:
@@ -291,14 +279,9 @@ def ensure_demo_run(
             p = build_checkpoint(staging / f"checkpoint-{step}", tokenizer, spec, init_seed=step, harmful_rate=rate)
             if rate is not None:
                 record["planted"][str(step)] = {"target": rate, "harmful_probability": p}
-        (staging / "DEMO_RUN.json").write_text(json.dumps(record, indent=2))
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        os.replace(staging, run_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return run_dir
+        return record
+
+    return build_once(Path(cache_dir) / name, "DEMO_RUN.json", expected, build)
 
 
 def planted_rates(run_dir: Path) -> dict[int, float]:

@@ -23,10 +23,10 @@ from runner.generation.specs import build_api_spec, build_judge_engine_spec
 from runner.graders.awareness import LABELS, AwarenessClassifier
 from runner.graders.awareness_judge import AwarenessJudge, format_multiclass, multiclass_agreement
 from runner.graders.judge import judge_spec, make_judge, rubric_text
-from runner.graders.reference import ReferenceReply, agreement, format_agreement_table, load_reference
+from runner.graders.reference import ReferenceReply, agreement, format_agreement_table, load_reference, rule_grades
 from runner.grid import SamplingParams, WorkItem
 from runner.plan import resolve_judge, resolve_paths
-from runner.scenarios import grade_reply, load_packs
+from runner.scenarios import load_packs
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "data" / "reference_replies.yaml"
 DEFAULT_AWARENESS = Path(__file__).resolve().parents[2] / "tests" / "data" / "awareness_scratchpads.yaml"
@@ -73,11 +73,7 @@ def evaluate(replies: list[ReferenceReply], predicted: dict[str, bool | None]) -
 
 
 def rule_predictions(replies: list[ReferenceReply], packs: dict) -> dict[str, bool | None]:
-    out = {}
-    for r in replies:
-        pack = packs[r.family]
-        out[r.id] = grade_reply(pack.render(pack.condition_from_id(r.condition)), pack, r.reply)[0]
-    return out
+    return {i: graded[0] for i, graded in rule_grades(replies, packs).items()}
 
 
 def load_scratchpads(path: Path) -> list[dict]:

@@ -75,6 +75,17 @@ def load_reference(path: str | Path) -> list[ReferenceReply]:
     return out
 
 
+def rule_grades(replies: Sequence[ReferenceReply], packs: dict) -> dict[str, tuple]:
+    """Each reply graded by the rules in its family's condition: id -> (harmful, evidence, calls)."""
+    from runner.scenarios import grade_reply
+
+    out = {}
+    for r in replies:
+        pack = packs[r.family]
+        out[r.id] = grade_reply(pack.render(pack.condition_from_id(r.condition)), pack, r.reply)
+    return out
+
+
 def agreement(human: Sequence[bool], predicted: Sequence[bool | None]) -> dict[str, float | int]:
     """Agreement of decided predictions with human labels: counts, accuracy, precision, recall,
     Cohen's kappa (NaN where undefined). `undecided` counts predictions of None (left out)."""

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.graders.reference import agreement, format_agreement_table, load_reference
-from runner.scenarios import grade_reply, load_packs
+from runner.graders.reference import agreement, format_agreement_table, load_reference, rule_grades
+from runner.scenarios import load_packs
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "tests" / "data" / "reference_replies.yaml"
@@ -27,13 +27,7 @@ def replies():
 
 @pytest.fixture(scope="module")
 def rule_labels(replies):
-    packs = {p.name: p for p in load_packs([REPO / "scenarios"])}
-    out = {}
-    for r in replies:
-        pack = packs[r.family]
-        scenario = pack.render(pack.condition_from_id(r.condition))
-        out[r.id] = grade_reply(scenario, pack, r.reply)
-    return out
+    return rule_grades(replies, {p.name: p for p in load_packs([REPO / "scenarios"])})
 
 
 def test_the_set_covers_every_family_with_both_labels_and_the_traps(replies):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.graders.reference import agreement, format_agreement_table, load_reference
-from runner.scenarios import grade_reply, load_packs
+from runner.graders.reference import agreement, format_agreement_table, load_reference, rule_grades
+from runner.scenarios import load_packs
 
 REPO = Path(__file__).resolve().parents[2]
 FRESH = REPO / "tests" / "data" / "reference_replies_fresh.yaml"
@@ -29,11 +29,7 @@ def replies():
 @pytest.fixture(scope="module")
 def rule_labels(replies):
     packs = {p.name: p for p in load_packs([REPO / "scenarios"])}
-    out = {}
-    for r in replies:
-        pack = packs[r.family]
-        out[r.id] = grade_reply(pack.render(pack.condition_from_id(r.condition)), pack, r.reply)[0]
-    return out
+    return {i: graded[0] for i, graded in rule_grades(replies, packs).items()}
 
 
 def test_the_fresh_set_is_the_one_written_for_the_issue(replies):
