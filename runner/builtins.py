@@ -20,6 +20,8 @@ from pathlib import Path
 from runner.cache import build_once
 from runner.errors import MissingDependencyError, UserError
 
+# The shipped packs (runner.plan.BUILTIN_SCENARIOS; not imported: runner.config checks names here).
+SHIPPED_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 DEMO = "builtin:demo-rl"
 SMOLLM2 = "builtin:smollm2-135m-instruct"
 BUILTINS = (DEMO, SMOLLM2)
@@ -40,10 +42,9 @@ def ensure_builtin(name: str, cache_dir: Path) -> Path:
     """The builtin's directory under `cache_dir`, built (atomically) when missing or outdated."""
     cache_dir = Path(cache_dir).expanduser()
     if name == DEMO:
-        from runner.config import REPO_ROOT
         from runner.demo import ensure_demo_run
 
-        return ensure_demo_run(cache_dir, scenarios_dir=REPO_ROOT / "scenarios")
+        return ensure_demo_run(cache_dir, scenarios_dir=SHIPPED_SCENARIOS)
     if name == SMOLLM2:
         return ensure_smollm2(cache_dir)
     raise UserError(f"unknown builtin model '{name}' (known: {', '.join(BUILTINS)})")

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from runner.config_checks import validate_config  # value checks, in a module of their own
 from runner.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -432,8 +433,6 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[List[str]
     except OmegaConfBaseException as e:
         raise ConfigError(f"config error: {_describe(e)}") from None
     assert isinstance(obj, SweepConfig)
-    from runner.config_checks import validate_config  # value checks, in a module of their own
-
     validate_config(obj)
     return obj
 

@@ -64,10 +64,6 @@ def validate_config(cfg: "SweepConfig") -> None:
             problems.append(f"models[{i}].name must not be empty")
         if "{step}" not in m.checkpoint_pattern:
             problems.append(f"models[{i}].checkpoint_pattern must contain '{{step}}' (got '{m.checkpoint_pattern}')")
-        from runner.checkpoints.layouts import layout_problem  # here: runner.checkpoints imports config
-
-        if why := layout_problem(m.checkpoint_layout):
-            problems.append(f"models[{i}].checkpoint_layout: {why}")
         if m.complete_after_seconds is not None and m.complete_after_seconds < 0:
             problems.append(f"models[{i}].complete_after_seconds must be >= 0 or null (got {m.complete_after_seconds})")
         if not m.path.strip():

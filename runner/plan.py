@@ -16,6 +16,7 @@ from pathlib import Path
 
 from runner.builtins import ensure_builtins, is_builtin, model_dir
 from runner.checkpoints import Checkpoint
+from runner.checkpoints.layouts import layout_problem
 from runner.config import REPO_ROOT, ModelConfig, SweepConfig
 from runner.errors import ConfigError, ScenarioError, UserError
 from runner.generation.backends import BACKENDS
@@ -83,6 +84,15 @@ def resolve_builtin(value: str | None, paths: Paths, one_model: bool = False) ->
         return value
     built = ensure_builtins([value], paths.cache_dir)
     return str(model_dir(value, built) if one_model else built[value])
+
+
+def check_layouts(cfg: SweepConfig) -> None:
+    """Every `models[i].checkpoint_layout` names a layout the runner reads, or is a pattern. (Here,
+    not among the config's own checks: the layouts live in runner.checkpoints, which reads config.)"""
+    problems = [f"models[{i}].checkpoint_layout: {why}" for i, m in enumerate(cfg.models)
+                if (why := layout_problem(m.checkpoint_layout))]
+    if problems:
+        raise ConfigError("config error: " + "; ".join(problems))
 
 
 def resolve_model(m: ModelConfig, paths: Paths) -> ModelConfig:
@@ -160,6 +170,7 @@ def plan_sweep(cfg: SweepConfig, allow_no_checkpoints: bool = False, limit: int 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1 (got {limit})")
     paths = resolve_paths(cfg)
+    check_layouts(cfg)
     packs = load_packs([Path(d) for d in paths.pack_dirs], cfg.scenarios.families or None)
     check_where(packs, cfg.scenarios.where)
     checkpoints: list[Checkpoint] = []

@@ -57,6 +57,13 @@ class SweepSummary:
                 sum(int(m.get("overall/failed_grading", 0)) for m in self.metrics.values()))
 
 
+def report_file(results_dir, out):
+    """The HTML report for W&B's report artifact (imported here, when it is written: it is heavy)."""
+    from runner.report import write_report_file
+
+    return write_report_file(results_dir, out)
+
+
 class SweepSession:
     def __init__(self, plan: SweepPlan, *, stream=None, run_id: str | None = None, generation: bool = True):
         """`generation=False`: only re-grading is left (no engine starts)."""
@@ -72,7 +79,7 @@ class SweepSession:
         try:
             record_run(self.out_dir, self.run_id, config_to_yaml(self.cfg))
             self.sinks = build_sinks(self.cfg, self.out_dir, self.run_id, config_to_dict(self.cfg),
-                                     progress=self.progress)
+                                     progress=self.progress, report_writer=report_file)
         except BaseException:
             self.stages.shutdown()  # nothing may outlive a session that failed to open
             raise

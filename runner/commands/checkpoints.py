@@ -9,7 +9,7 @@ import json
 from runner.checkpoints import group_reasons, list_checkpoints
 from runner.config import load_config
 from runner.errors import CheckpointError
-from runner.plan import resolve_model, resolve_paths
+from runner.plan import check_layouts, resolve_model, resolve_paths
 
 
 def checkpoints_command(run_dir: str, config: str | None, overrides: list[str], as_json: bool, stream) -> int:
@@ -19,6 +19,7 @@ def checkpoints_command(run_dir: str, config: str | None, overrides: list[str], 
     cfg = load_config(config, overrides)
     if not cfg.models:
         raise CheckpointError("checkpoints: the config lists no model")
+    check_layouts(cfg)
     model = dataclasses.replace(cfg.models[0], path=run_dir)
     report = list_checkpoints(resolve_model(model, resolve_paths(cfg)))
     if as_json:

@@ -34,6 +34,7 @@ from runner.pipeline.ray_setup import init_ray
 from runner.pipeline.sources import Batch, StoredSource
 from runner.plan import RegradePlan, load_regrade_config, plan_regrade, read_stored
 from runner.rows import regraded_row, unbuildable_row
+from runner.session import report_file
 from runner.sinks import build_sinks
 from runner.sinks.console import ConsoleProgress
 from runner.sinks.lock import results_writer
@@ -85,7 +86,7 @@ def run_regrade(plan: RegradePlan, *, stream=None) -> RegradeSummary:
         # W&B is logged per checkpoint after all rows, in step order, never attached to a training run.
         sinks = build_sinks(cfg, plan.results_dir, run_id,
                             {**config_to_dict(cfg), "grading_version": plan.grading_version},
-                            progress=progress, job_type="regrade",
+                            progress=progress, job_type="regrade", report_writer=report_file,
                             wandb_cfg=dataclasses.replace(cfg.wandb, attach_run_id=None))
         if plan.unbuildable:
             now = datetime.now(timezone.utc)

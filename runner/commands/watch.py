@@ -28,7 +28,7 @@ from runner.commands._output import exit_status, print_checkpoint_metrics, repor
 from runner.config import SweepConfig, load_config
 from runner.errors import CheckpointError, ConfigError, RunFailed
 from runner.generation.backends import BACKENDS
-from runner.plan import Progress, SweepPlan, plan_sweep, resolve_model
+from runner.plan import Progress, SweepPlan, check_layouts, plan_sweep, resolve_model
 from runner.remote import open_location
 from runner.session import SweepSession
 from runner.sinks.lock import results_writer
@@ -94,6 +94,7 @@ def watch(cfg: SweepConfig, run_dir: str, opts: WatchOptions, stream=None, stop:
     if kind != "dir":
         raise CheckpointError(f"watch: run directory not found: {run_dir}")
     cfg = watch_config(cfg, root.uri)
+    check_layouts(cfg)
     stop = stop or threading.Event()
     _install_signal_handlers(stop)
     if session_factory is None:

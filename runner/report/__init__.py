@@ -100,4 +100,15 @@ def write_report(dirs: list[str], out: str | Path, png_dir: str | Path | None = 
                          plots, time.monotonic() - t0)
 
 
-__all__ = ["DEFAULT_TRANSCRIPTS", "ReportSummary", "default_output", "write_report"]
+
+
+def write_report_file(results_dir: Path, out: Path) -> Path | None:
+    """The report of `results_dir` as it is now, into `out`; None when it holds no dataset yet."""
+    try:
+        write_report([str(results_dir)], out)
+    except UserError:
+        return None
+    return Path(out)
+
+
+__all__ = ["DEFAULT_TRANSCRIPTS", "ReportSummary", "default_output", "write_report", "write_report_file"]

@@ -14,16 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import UserError
+from runner.report._compare import OVERALL, Comparison, compare
 from runner.sinks.metrics import AWARENESS_LABELS, agreement_counts, awareness_metrics, checkpoint_metrics
-from runner.stats import (
-    mcnemar_exact_pvalue,
-    newcombe_interval,
-    paired_phi,
-    two_proportion_pvalue_two_sided,
-    wilson_interval,
-)
+from runner.stats import wilson_interval
 
-OVERALL = "overall"
 # Read for every row; the heavy text columns are read too, but only the transcripts shown are
 # turned into Python objects.
 LIGHT_COLUMNS = ["item_id", "scenario", "condition", "model", "checkpoint", "checkpoint_step", "seed", "status",
@@ -39,29 +33,6 @@ class Checkpoint:
     name: str
     step: int
     metrics: dict          # checkpoint_metrics() of its rows: the sweep's keys
-
-
-@dataclass
-class Comparison:
-    """One checkpoint against the baseline, for one family (or overall) of one series."""
-
-    series: str
-    family: str
-    step: int
-    baseline_step: int
-    k_base: int
-    n_base: int
-    k: int
-    n: int
-    diff: float            # rate - baseline rate (on the pairs when paired)
-    lo: float
-    hi: float
-    p: float               # two-sided
-    test: str              # "McNemar exact (paired)" | "two-proportion z (unpaired)"
-    pairs: int = 0
-    base_only: int = 0     # discordant pairs: harmful at the baseline only
-    new_only: int = 0      # discordant pairs: harmful at this checkpoint only
-    note: str = ""
 
 
 @dataclass
@@ -244,25 +215,6 @@ def paired_comparisons(by_series: dict[str, list[dict]], baseline_step: int | No
                 if b and x:
                     out.append(compare(series, family, base, b, step, x))
     return out
-
-
-def compare(series: str, family: str, base_step: int, base: dict, step: int, new: dict) -> Comparison:
-    common = base.keys() & new.keys()
-    kb, nb, k, n = sum(base.values()), len(base), sum(new.values()), len(new)
-    if not common:
-        lo, hi = newcombe_interval(kb, nb, k, n)
-        return Comparison(series, family, step, base_step, kb, nb, k, n, k / n - kb / nb, lo, hi,
-                          two_proportion_pvalue_two_sided(kb, nb, k, n), "two-proportion z (unpaired)",
-                          note="not paired: no (condition, seed) in common with the baseline (other seeds or grid)")
-    t = Counter((base[key], new[key]) for key in common)
-    both, base_only, new_only, neither = t[(True, True)], t[(True, False)], t[(False, True)], t[(False, False)]
-    m = len(common)
-    lo, hi = newcombe_interval(both + base_only, m, both + new_only, m, paired_phi(both, base_only, new_only, neither))
-    left = (nb - m) + (n - m)
-    note = f"{left} rows without a partner left out" if left else ""
-    return Comparison(series, family, step, base_step, both + base_only, m, both + new_only, m, (new_only - base_only) / m,
-                      lo, hi, mcnemar_exact_pvalue(base_only, new_only), "McNemar exact (paired)", pairs=m,
-                      base_only=base_only, new_only=new_only, note=note)
 
 
 def left_out_reasons(rows: list[dict]) -> list[dict]:

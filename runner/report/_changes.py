@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from runner.report._aggregate import OVERALL, Comparison, compare
+from runner.report._compare import OVERALL, Comparison, compare
 
 # Flipped items listed per pair of checkpoints; the count above the list is always complete.
 FLIPS_LISTED = 100

@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from runner.scenarios.toolcalls import ToolCall, parse_reply
 
-if TYPE_CHECKING:
-    from runner.scenarios.pack import RenderedScenario, ScenarioPack
+# RenderedScenario and ScenarioPack (runner.scenarios.pack) are named in annotations only: pack.py
+# builds its checks from CheckSpec here, so importing them back would make a circle.
 
 MATCH_OPS = ("equals_any", "mentions_any", "mentions_all", "mentions_none", "domain_any", "domain_outside")
 ADDRESS_OPS = ("domain_any", "domain_outside")

@@ -98,12 +98,12 @@ class Sinks:
 
 
 def build_sinks(cfg, out_dir: Path, run_id: str, config: dict, *, progress=None, job_type: str = "eval",
-                wandb_cfg=None) -> Sinks:
+                wandb_cfg=None, report_writer=None) -> Sinks:
     """The run's sinks: Parquet into `out_dir`, W&B (unless disabled), and `progress` (a
     ConsoleProgress) when given. `cfg`: the SweepConfig; `wandb_cfg` overrides `cfg.wandb`."""
 
     sinks: list = [ParquetSink(out_dir, run_id), WandbSink(wandb_cfg or cfg.wandb, out_dir, run_id, config,
-                                                          job_type=job_type)]
+                                                          job_type=job_type, report_writer=report_writer)]
     if progress is not None:
         sinks.append(progress)
     return Sinks(sinks, cfg.wandb.regression_alpha)

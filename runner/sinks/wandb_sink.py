@@ -44,8 +44,12 @@ def _summary_of(key: str) -> str:
 
 
 class WandbSink:
-    def __init__(self, cfg: WandbConfig, run_dir: Path, run_id: str, config: dict, job_type: str = "eval"):
-        """`run_dir`: the results directory; `job_type`: `eval` for sweeps, `regrade` for `runner grade`."""
+    def __init__(self, cfg: WandbConfig, run_dir: Path, run_id: str, config: dict, job_type: str = "eval",
+                 report_writer=None):
+        """`run_dir`: the results directory; `job_type`: `eval` for sweeps, `regrade` for `runner grade`;
+        `report_writer(results_dir, out) -> Path | None`: writes the HTML report logged as an artifact
+        (passed in by the command: sinks sit below the report)."""
+        self.report_writer = report_writer
         self.cfg = cfg
         self.job_type = job_type
         self.mode = resolve_mode(cfg)
@@ -167,9 +171,9 @@ class WandbSink:
             yaml.safe_dump(self.config, f, sort_keys=False)
         run.log_artifact(config)
 
-        if files:
+        if files and self.report_writer is not None:
             with tempfile.TemporaryDirectory(prefix="runner-report-") as tmp:
-                report = _write_report(self.results_dir, Path(tmp) / "report.html")
+                report = self.report_writer(self.results_dir, Path(tmp) / "report.html")
                 if report is not None:   # add_file copies into wandb's staging area: the temp dir may go
                     art = wandb.Artifact(f"report-{name}", type="report", description="runner report: the HTML report")
                     art.add_file(str(report), name="report.html")
@@ -188,15 +192,3 @@ def sync_hint(run_dirs: list[str]) -> str:
 
 def _artifact_name(run_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id)
-
-
-def _write_report(results_dir: Path, out: Path) -> Path | None:
-    """The report of the results as they are now; None when the directory holds no dataset yet."""
-    from runner.errors import UserError
-    from runner.report import write_report
-
-    try:
-        write_report([str(results_dir)], out)
-    except UserError:
-        return None
-    return out

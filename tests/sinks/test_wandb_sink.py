@@ -73,7 +73,10 @@ def test_own_run_logs_prefixed_keys_summaries_joinable_tables_and_artifacts(tmp_
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     results = _results(tmp_path)
-    sink = WandbSink(WandbConfig(mode=WandbMode.offline), results, "sweep-2", {"name": "demo", "sampling": {"seeds": 4}})
+    from runner.session import report_file
+
+    sink = WandbSink(WandbConfig(mode=WandbMode.offline), results, "sweep-2", {"name": "demo", "sampling": {"seeds": 4}},
+                     report_writer=report_file)
     assert sink.prefix == "eval/"
     for step, k in ((100, 2), (200, 0)):
         rows = [{"scenario": "leaking", "status": "ok", "harmful": s < k, "eval_awareness": None} for s in range(4)]
