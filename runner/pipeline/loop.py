@@ -26,6 +26,10 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from runner.pipeline.sources import Batch
 
+# What `Stage.collect` returns for a batch its own stage must run again (e.g. a grader's actor
+# died mid-call): it goes back to the head of that stage's queue, not to the source.
+AGAIN = "again"
+
 
 class Source(Protocol):
     def next_batch(self, loaded: str | None, strict: bool = False) -> Batch | None:
@@ -48,9 +52,9 @@ class Stage(Protocol):
     def submit(self, worker: int, batch: Batch) -> Any:
         """Start `batch` on `worker`; returns a handle the pipeline waits on."""
 
-    def collect(self, worker: int, handle: Any, batch: Batch) -> bool:
+    def collect(self, worker: int, handle: Any, batch: Batch) -> bool | str:
         """Fill the batch with this stage's outputs (or failure outputs). False: the batch must
-        be generated again (it goes back to the source)."""
+        be generated again (it goes back to the source); AGAIN: this stage runs it again."""
 
     def alive(self) -> bool:
         """False once no worker can take batches any more."""
@@ -130,10 +134,13 @@ def run_pipeline(source: Source, stages: Sequence[Stage], on_done: Callable[[Bat
                 probes.pop(h).probe_done(h)
                 continue
             k, worker, b = running.pop(h)
-            if stages[k].collect(worker, h, b):
+            outcome = stages[k].collect(worker, h, b)
+            if outcome is AGAIN:      # this stage runs it again (its actor died); nothing upstream is redone
+                queues[k].appendleft(b)
+            elif outcome:
                 forward(k, b)
             else:
                 source.retry(b)
 
 
-__all__ = ["Source", "Stage", "ray_wait", "run_pipeline"]
+__all__ = ["AGAIN", "Source", "Stage", "ray_wait", "run_pipeline"]

@@ -29,6 +29,7 @@ class Batch:
     results: list | None = None        # GenerationResult per item (generation, or stored)
     # Per grader (runner.graders.registry): its outputs, one per item, e.g. grades["rules"].
     grades: dict[str, list] = field(default_factory=dict)
+    stage_attempts: dict[str, int] = field(default_factory=dict)   # grading stage -> calls lost with an actor
     context: list[Any] | None = None   # per item, what the source knows besides (regrade: stored row)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from runner.generation.engine import GenerationResult
 from runner.graders.reasons import failed
+from runner.pipeline.loop import AGAIN
 from runner.pipeline.ray_setup import ACTOR_RESTARTS, kill_all, reason
 from runner.pipeline.sources import Batch
 
@@ -44,6 +45,12 @@ class RayCalls:
         from ray.exceptions import RayActorError
 
         return isinstance(e, RayActorError)
+
+    def unavailable(self, e: BaseException) -> bool:
+        """The actor cannot be reached for now (its node is being lost, Ray restarts it): ask again."""
+        from ray.exceptions import ActorUnavailableError
+
+        return isinstance(e, ActorUnavailableError)
 
 
 class MismatchError(RuntimeError):
@@ -116,6 +123,9 @@ class _ActorSlots:
         except Exception as e:  # noqa: BLE001 -- any failure of the readiness check: the actor is gone
             if not calls.call_failed(e):
                 raise
+            if calls.unavailable(e):  # not gone, not back yet: check again (expire_probes bounds the wait)
+                self.recovering[self.actors[i].ping.remote()] = i
+                return
             log.warning("actor %d did not come back: %s", i, reason(e))
             self.deaths[i] = ACTOR_RESTARTS + 1
 
@@ -235,8 +245,9 @@ class GradingStage(_PooledStage):
     reason (`<name> failed: ...`: a re-run grades them again); a generated reply is never dropped."""
 
     def __init__(self, name: str, actors: list, depth: int, failed: Callable[[Any, str], Any],
-                 calls: RayCalls | None = None):
+                 calls: RayCalls | None = None, max_retries: int = 2):
         self.name = name
+        self.max_retries = max_retries
         self.slots = _ActorSlots(actors, depth)
         self._failed = failed
         self.calls = calls or RayCalls()
@@ -260,6 +271,11 @@ class GradingStage(_PooledStage):
                 raise
             if self.calls.actor_died(e):
                 self.slots.died(worker, epoch)
+                tries = batch.stage_attempts.get(self.name, 0)
+                if tries < self.max_retries:  # the reply is there: grade it again on a live actor
+                    batch.stage_attempts[self.name] = tries + 1
+                    log.warning("%s batch lost its actor (attempt %d): %s", self.name, tries + 1, reason(e))
+                    return AGAIN
             self.fail(batch, reason(e))
         return True
 

@@ -28,8 +28,8 @@ def test_watch_evaluates_a_real_trl_run_as_it_saves(random_run, ray_local, tmp_p
     seen_before_marker: list[str] = []
     local = BACKENDS[ModelBackend.vllm]
 
-    def discover_and_check(model, builtin_dir=None):
-        found = local.checkpoints(model, builtin_dir)
+    def discover_and_check(model):
+        found = local.checkpoints(model)
         for c in found:   # the Trainer's marker must be there whenever a checkpoint is handed to the engines
             if not (Path(c.adapter or c.path) / "trainer_state.json").exists():
                 seen_before_marker.append(c.name)

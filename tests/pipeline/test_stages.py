@@ -9,6 +9,7 @@ from runner.generation.engine import GenerationResult
 from runner.graders.reasons import is_transient
 from runner.graders.rules import Grading
 from runner.grid import SamplingParams, WorkItem
+from runner.pipeline.loop import AGAIN
 from runner.pipeline.sources import Batch
 from runner.pipeline.stages import GenerationStage, GradingStage, RayCalls
 
@@ -39,6 +40,9 @@ class FakeCalls(RayCalls):
 
     def actor_died(self, e):
         return isinstance(e, ActorDied)
+
+    def unavailable(self, e):
+        return False
 
 
 class Remote:
@@ -82,12 +86,16 @@ def test_outputs_are_stored_by_grader_name():
     assert [g.harmful for g in b.grades["rules"]] == [False, False]
 
 
-def test_a_dead_grader_actor_leaves_the_batch_unscored_with_a_transient_reason():
+def test_a_batch_whose_grader_died_is_graded_again_then_unscored_with_a_transient_reason():
     b = _batch()
     stage = _grading_stage(ActorDied("the actor died unexpectedly"))
-    assert stage.collect(0, stage.submit(0, b), b)
+    assert stage.collect(0, stage.submit(0, b), b) is AGAIN       # back to this stage, not to generation
+    assert "rules" not in b.grades and stage.slots.deaths == [1] and stage.slots.recovering
+    stage.slots.recovering.clear()                                 # as if Ray restarted it
+    assert stage.collect(0, stage.submit(0, b), b) is AGAIN
+    stage.slots.recovering.clear()
+    assert stage.collect(0, stage.submit(0, b), b) is True         # max_retries=2 used up
     assert all(g.harmful is None and is_transient(g.unscored_reason) for g in b.grades["rules"])
-    assert stage.slots.deaths == [1] and stage.slots.recovering  # a readiness check waits for Ray's restart
 
 
 def test_outputs_for_other_items_are_a_failure_not_a_mislabel():
