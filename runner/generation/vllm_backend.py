@@ -17,6 +17,7 @@ from runner.checkpoints import Checkpoint, localize_checkpoint
 from runner.errors import MissingDependencyError
 from runner.generation.engine import Completion, EngineDeadError, EngineSpec
 from runner.generation.engine_loop import EngineLoop, EngineLoopDead, Request
+from runner.generation.prompt_stats import PromptTokenLogger, install_prompt_logger
 from runner.grid import WorkItem
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class VllmBackend:
         self.signature: str | None = None
         self.swap_safe: dict[str, bool] = {}
         self.counts = {"fresh": 0, "swap": 0, "swap_verified": 0, "swap_rejected": 0}
+        # Prompt tokens sent vs computed (prefix-cache hits), from vLLM's stats, into `counts`.
+        self.prompt_logger = PromptTokenLogger(self.counts)
         self.lora = None                 # the LoRARequest sent with every request, or None
         self.lora_rank = 0               # max_lora_rank of the running engine (0: LoRA off)
         self._lora_ids: dict[tuple, int] = {}
@@ -171,8 +174,13 @@ class VllmBackend:
 
         params = vllm.SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
         # Runs on the loop thread with nothing in flight: a plain generate call is fine here.
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in _PROBE_PROMPTS], params, use_tqdm=False,
-                                 lora_request=self.lora)
+        # Not the sweep's prompts: kept out of the prompt-token counts.
+        self.prompt_logger.enabled = False
+        try:
+            outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in _PROBE_PROMPTS], params,
+                                     use_tqdm=False, lora_request=self.lora)
+        finally:
+            self.prompt_logger.enabled = True
         return [list(o.outputs[0].token_ids) for o in outs]
 
     def _fresh(self, ckpt: Checkpoint, sig: str, lora_rank: int = 0) -> None:
@@ -188,6 +196,8 @@ class VllmBackend:
             tensor_parallel_size=self.spec.tensor_parallel_size,
             enforce_eager=self.spec.device == "cpu",
             seed=0,
+            # The engine's stats carry the prefix-cache hits the run reports (prompt_stats.py).
+            disable_log_stats=False,
         )
         if self.spec.device == "cuda":
             kwargs["gpu_memory_utilization"] = self.spec.gpu_memory_utilization
@@ -197,6 +207,8 @@ class VllmBackend:
         kwargs.update(self.spec.engine_kwargs)
         log.info("starting vLLM engine for %s", ckpt.key)
         self.llm = vllm.LLM(**kwargs)
+        if not install_prompt_logger(self.llm.llm_engine, self.prompt_logger):
+            log.info("engine started with disable_log_stats: prompt tokens computed are not counted")
         self.loop.attach(self.llm.llm_engine)
         with self._tok_lock:
             self._ids_cache.clear()  # the tokenizer may be another
