@@ -4,7 +4,10 @@ without Ray.
 `GridSource` (sweep, watch): items arrive grouped by checkpoint. An engine keeps the checkpoint
 it has loaded until that checkpoint's batches run out, then takes a checkpoint no engine has
 started, then helps with the one that has the most work left. So each engine switches weights
-as rarely as possible.
+as rarely as possible. Within a checkpoint the grid gives the seeds of one condition one after
+another; a batch ends where a condition's seeds would not all fit, so they reach the engine
+together and seeds 2..N are prefilled from seed 1's prefix-cache blocks (a condition with more
+seeds than a batch holds is split, in grid order).
 
 `StoredSource` (`runner grade`): stored replies, already generated, in batches.
 """
@@ -42,6 +45,12 @@ class _Source:
     started: bool = False
     in_flight: int = 0
     item_ids: set[str] = field(default_factory=set)
+    pending: list[WorkItem] = field(default_factory=list)   # the next condition's items, not yet batched
+    lookahead: WorkItem | None = None                         # read from `items`, of the condition after
+
+
+def _condition(it: WorkItem) -> tuple[str, str]:
+    return it.scenario, it.condition
 
 
 class GridSource:
@@ -54,18 +63,38 @@ class GridSource:
         self.retries: deque[Batch] = deque()
         self.skipped = 0
 
+    def _next_group(self, src: _Source) -> list[WorkItem]:
+        """The items still to do of the next condition in grid order ([] once none is left)."""
+        while True:
+            first = src.lookahead if src.lookahead is not None else next(src.items, None)
+            src.lookahead = None
+            if first is None:
+                return []
+            group = [first]
+            for it in src.items:
+                if _condition(it) != _condition(first):
+                    src.lookahead = it
+                    break
+                group.append(it)
+            src.item_ids.update(it.item_id for it in group)
+            todo = [it for it in group if not self.is_done(it.item_id)]
+            self.skipped += len(group) - len(todo)
+            if todo:
+                return todo
+
     def _take(self, src: _Source) -> Batch | None:
-        batch = []
+        batch: list[WorkItem] = []
         while len(batch) < self.batch_size:
-            it = next(src.items, None)
-            if it is None:
+            group, src.pending = src.pending or self._next_group(src), []
+            if not group:
                 src.exhausted = True
                 break
-            src.item_ids.add(it.item_id)
-            if self.is_done(it.item_id):
-                self.skipped += 1
-                continue
-            batch.append(it)
+            room = self.batch_size - len(batch)
+            if batch and len(group) > room:
+                src.pending = group  # whole, into the next batch
+                break
+            batch += group[:room]
+            src.pending = group[room:]  # a condition larger than a batch: the rest comes next
         if not batch:
             return None
         src.started = True
