@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 from runner.checkpoints import Checkpoint
 from runner.config import config_to_dict, config_to_yaml
+from runner.generation.prompt_stats import prompt_token_summary
 from runner.graders.awareness import AwarenessClassifier
 from runner.graders.version import grading_version as make_grading_version
 from runner.pipeline.build import build_stages
@@ -47,6 +48,7 @@ class SweepSummary:
     batch_failures: int = 0          # batches resubmitted or given up because an actor died
     batch_fallbacks: int = 0         # engine batches that raised and were redone item by item
     engine_loads: dict = field(default_factory=dict)  # fresh engines vs in-place weight swaps
+    prompt_tokens: dict = field(default_factory=dict)  # sent vs computed (prefix cache), prompt_stats.py
     metrics: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -100,7 +102,7 @@ class SweepSession:
         self.progress.message(f"{gen.size} generation engine(s) on {stages.device}, node(s) {', '.join(nodes)} "
                               f"({gen.slots.depth} batches of {cfg.generation.batch_size} in flight each), "
                               f"{', '.join(stages.described) or 'no graders'}")
-        rows_before, stats_before = self.rows_written, dict(gen.stats)
+        rows_before, stats_before, prompts_before = self.rows_written, dict(gen.stats), gen.prompt_tokens()
         if progress.regrade or progress.unbuildable:
             summary.regraded = self._regrade(progress)
         self.sinks.expect(checkpoints)
@@ -132,6 +134,9 @@ class SweepSession:
         summary.batch_failures = gen.stats["batch_failures"] - stats_before["batch_failures"]
         summary.batch_fallbacks = gen.stats["fallbacks"] - stats_before["fallbacks"]
         summary.engine_loads = gen.engine_loads()
+        summary.prompt_tokens = prompt_token_summary(
+            {k: v - prompts_before.get(k, 0) for k, v in gen.prompt_tokens().items()})
+        self.sinks.run_summary(summary.prompt_tokens)
         summary.skipped = source.skipped
         summary.rows_written = self.rows_written - rows_before
         summary.wall_seconds = time.monotonic() - t_start

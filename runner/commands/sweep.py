@@ -66,6 +66,7 @@ __all__ = ["describe_plan", "run_sweep"]
 
 def sweep_command(config: str | None, overrides: list[str], *, dry_run: bool = False, limit: int | None = None) -> int:
     from runner.commands._output import exit_status, print_checkpoint_metrics, report_after_run
+    from runner.generation.prompt_stats import describe_prompt_tokens
     from runner.config import load_config
     from runner.sinks.lock import results_writer
 
@@ -82,7 +83,8 @@ def sweep_command(config: str | None, overrides: list[str], *, dry_run: bool = F
     print(f"done in {s.wall_seconds:.1f}s: {s.rows_written} new rows, {s.skipped} items already done, "
           f"{s.errors} errors" + (f", {s.regraded} graded again" if s.regraded else "")
           + f"; generation {s.output_tokens} output tokens ({s.output_tokens / max(s.wall_seconds, 1e-9):.0f}/s "
-          f"over the run; engine loads {s.engine_load_seconds:.1f}s summed over engines)")
+          f"over the run; engine loads {s.engine_load_seconds:.1f}s summed over engines)"
+          + (f"; {describe_prompt_tokens(s.prompt_tokens)}" if s.prompt_tokens else ""))
     e = s.engine_loads
     if e:
         print(f"  engines: {e.get('fresh', 0)} fresh starts, {e.get('swap', 0) + e.get('swap_verified', 0)} "

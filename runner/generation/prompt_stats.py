@@ -79,4 +79,12 @@ def prompt_token_summary(counts: dict[str, Any]) -> dict[str, float]:
             "prompt_computed_fraction": computed / sent}
 
 
-__all__ = ["PROMPT_TOKEN_KEYS", "PromptTokenLogger", "install_prompt_logger", "prompt_token_summary"]
+def describe_prompt_tokens(figures: dict) -> str:
+    """One line for the console: `prompt tokens: 1,234 computed of 9,872 sent (0.125; ...)`."""
+    sent, computed = figures["prompt_tokens_sent"], figures["prompt_tokens_computed"]
+    return (f"prompt tokens: {computed:,} computed of {sent:,} sent ({figures['prompt_computed_fraction']:.3f}; "
+            f"{figures['prompt_tokens_cached']:,} from the prefix cache)")
+
+
+__all__ = ["PROMPT_TOKEN_KEYS", "PromptTokenLogger", "describe_prompt_tokens", "install_prompt_logger",
+           "prompt_token_summary"]

@@ -56,3 +56,17 @@ def test_attach_to_existing_run_prefixes_keys_and_never_writes_the_key(tmp_path,
     for f in Path(tmp_path).rglob("*"):
         if f.is_file():
             assert secret.encode() not in f.read_bytes(), f
+
+
+def test_run_summary_holds_the_prompt_token_figures(tmp_path):
+    cfg = WandbConfig(mode=WandbMode.offline, dir=str(tmp_path / "wb"))
+    sink = WandbSink(cfg, tmp_path, "sweep-2", {"name": "demo"})
+    sink.log_checkpoint("m", 100, _metrics(1, 10))
+    sink.run_summary({"prompt_tokens_sent": 800, "prompt_tokens_computed": 100, "prompt_computed_fraction": 0.125})
+    (where,) = sink.finish()
+    summary = {}
+    for r in _records(where):
+        if r.get("type") == "summary":
+            summary.update(r["summary"].get("update", {}))
+    assert summary["prompt_tokens_computed"] == 100
+    assert summary["prompt_computed_fraction"] == 0.125
