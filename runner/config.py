@@ -207,6 +207,9 @@ class GenerationConfig:
     # text format when it declares no tool format), `none` (the text format only), or a vLLM
     # tool parser name: hermes, llama3_json, mistral, pythonic, ... (runner/generation/tool_calls.py).
     tool_parser: str = "auto"
+    # LoRA adapter checkpoints of one base model share one engine: up to this many adapters in
+    # one running batch (vLLM's max_loras), so moving between adapters never drains the engine.
+    max_loras: int = 4
 
 
 @dataclass

@@ -28,7 +28,8 @@ def validate_config(cfg: SweepConfig) -> None:
     for key in ("num_actors", "max_retries", "max_inflight"):
         if getattr(g, key) < 0:
             problems.append(f"generation.{key} must be >= 0 (got {getattr(g, key)})")
-    for key in ("tensor_parallel_size", "cpu_threads_per_actor", "batch_size", "max_model_len", "cpu_kv_cache_gib"):
+    for key in ("tensor_parallel_size", "cpu_threads_per_actor", "batch_size", "max_model_len", "cpu_kv_cache_gib",
+                "max_loras"):
         if getattr(g, key) < 1:
             problems.append(f"generation.{key} must be >= 1 (got {getattr(g, key)})")
     if not 0 < g.gpu_memory_utilization <= 1:

@@ -62,7 +62,7 @@ def build_engine_spec(cfg: SweepConfig, device: str) -> EngineSpec:
                       gpu_memory_utilization=g.gpu_memory_utilization, max_retries=g.max_retries,
                       weight_swap=g.weight_swap, engine_kwargs=kwargs,
                       cache_dir=cfg.cache_dir,  # remote checkpoints are copied there
-                      tool_parser=g.tool_parser)
+                      tool_parser=g.tool_parser, max_loras=g.max_loras)
 
 
 def build_judge_engine_spec(cfg: SweepConfig, device: str, judge_model: Checkpoint) -> EngineSpec:

@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 from typing import Any
 
 from runner.checkpoints import Checkpoint
+from runner.generation.adapters import engine_group
 from runner.grid import WorkItem
 
 
@@ -58,6 +59,8 @@ class GridSource:
                  is_done: Callable[[str], bool]):
         self.sources = {c.key: _Source(c, it) for c, it in sources}
         self.order = [c.key for c, _ in sources]
+        # Checkpoints one loaded engine serves side by side (LoRA adapters of one base model).
+        self.group = {c.key: engine_group(c) for c, _ in sources}
         self.batch_size = batch_size
         self.is_done = is_done
         self.retries: deque[Batch] = deque()
@@ -103,15 +106,24 @@ class GridSource:
 
     def next_batch(self, loaded: str | None, strict: bool = False) -> Batch | None:
         """The next batch for an engine that has checkpoint `loaded` (a Checkpoint.key) loaded;
-        `strict`: only a batch of that checkpoint (the engine is busy with it)."""
+        `strict`: only a batch that engine serves without draining (the engine is busy): of that
+        checkpoint, or of another adapter of its base model (one not yet started first)."""
         for b in self.retries:
-            if not strict or b.ckpt.key == loaded:
+            if not strict or self._same_engine(b.ckpt.key, loaded):
                 self.retries.remove(b)
                 self.sources[b.ckpt.key].in_flight += 1
                 return b
         if strict:
-            src = self.sources.get(loaded)
-            return None if src is None or src.exhausted else self._take(src)
+            if loaded not in self.sources:
+                return None
+            siblings = [k for k in self.order if k != loaded and self._same_engine(k, loaded)]
+            siblings.sort(key=lambda k: self.sources[k].started)
+            for key in (loaded, *siblings):
+                src = self.sources[key]
+                b = None if src.exhausted else self._take(src)
+                if b is not None:
+                    return b
+            return None
         candidates = []
         if loaded in self.sources:
             candidates.append(self.sources[loaded])
@@ -124,6 +136,9 @@ class GridSource:
             if b is not None:
                 return b
         return None
+
+    def _same_engine(self, key: str, loaded: str | None) -> bool:
+        return key == loaded or (loaded in self.group and self.group[key] == self.group[loaded])
 
     def retry(self, batch: Batch) -> None:
         self.sources[batch.ckpt.key].in_flight -= 1

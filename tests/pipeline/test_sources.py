@@ -90,3 +90,15 @@ def test_done_seeds_leave_the_rest_of_their_condition_together():
     assert _drain(s) == [["ck1-c1-s1", "ck1-c1-s2"], ["ck1-c2-s0", "ck1-c2-s1", "ck1-c2-s2"]]
     assert s.skipped == 4
     assert s.item_ids(CKS[0].key) == {it.item_id for it in _grid(CKS[0], 3, 3)}
+
+
+def test_a_busy_engine_takes_batches_of_other_adapters_of_its_base_model():
+    lora = [Checkpoint("l", f"checkpoint-{i}", i, "/base", "/t", adapter=f"/a/{i}", lora_rank=8) for i in (1, 2)]
+    full = CKS[0]
+    s = BatchScheduler([(c, _items(c, 2)) for c in (*lora, full)], batch_size=2, is_done=lambda _: False)
+    a = s.next_batch(None)
+    assert a.ckpt == lora[0]
+    b = s.next_batch(lora[0].key, strict=True)  # checkpoint-1 has no more: its sibling adapter, no drain
+    assert b is not None and b.ckpt == lora[1]
+    assert s.next_batch(lora[0].key, strict=True) is None  # never the full-weight checkpoint while busy
+    assert s.next_batch(full.key, strict=True).ckpt == full
