@@ -53,6 +53,8 @@ class WorkItem:
     # chat template (`tools=`) and to APIs. Not part of item_id or equality: the system
     # prompt's tool documentation (`tools_block`) is rendered from the same declarations.
     tools: str = field(default="", compare=False)
+    # Adaptive seeds: the rule and round that drew this seed (runner/pipeline/adaptive.py); "" = fixed seeds.
+    seed_rule: str = field(default="", compare=False)
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]

@@ -20,6 +20,7 @@ from runner.config import config_to_dict, config_to_yaml
 from runner.generation.prompt_stats import prompt_token_summary
 from runner.graders.awareness import AwarenessClassifier
 from runner.graders.version import grading_version as make_grading_version
+from runner.pipeline.adaptive import build_adaptive_source
 from runner.pipeline.build import build_stages
 from runner.pipeline.loop import run_pipeline
 from runner.pipeline.ray_setup import init_ray
@@ -106,8 +107,12 @@ class SweepSession:
         if progress.regrade or progress.unbuildable:
             summary.regraded = self._regrade(progress)
         self.sinks.expect(checkpoints)
-        source = GridSource(plan.grid(checkpoints), cfg.generation.batch_size, is_done=progress.done.__contains__)
         combine = cfg.grading.judge.combine
+        if cfg.sampling.adaptive.enabled:  # seeds drawn in rounds per (checkpoint, family)
+            source = build_adaptive_source(plan, checkpoints, cfg.generation.batch_size, progress.done.__contains__,
+                                           progress.done, self.grading_version, combine)
+        else:
+            source = GridSource(plan.grid(checkpoints), cfg.generation.batch_size, is_done=progress.done.__contains__)
         seen_skipped = 0
 
         def on_done(batch: Batch) -> None:
@@ -125,7 +130,8 @@ class SweepSession:
             for ckpt in source.complete_checkpoints():
                 if ckpt.key not in self.logged:
                     self.logged.add(ckpt.key)
-                    summary.metrics[ckpt.key] = self._checkpoint_done(ckpt, source.item_ids(ckpt.key))
+                    summary.metrics[ckpt.key] = self._checkpoint_done(ckpt, source.item_ids(ckpt.key),
+                                                                      source.cell_metrics(ckpt.key))
 
         run_pipeline(source, stages.ordered(), on_done, on_tick)
         on_tick()
@@ -161,11 +167,12 @@ class SweepSession:
             run_pipeline(StoredSource(progress.regrade, self.cfg.generation.batch_size), self.stages.graders, on_done)
         return len(progress.regrade) + len(progress.unbuildable)
 
-    def _checkpoint_done(self, ckpt: Checkpoint, item_ids: set[str]) -> dict:
+    def _checkpoint_done(self, ckpt: Checkpoint, item_ids: set[str], extra: dict | None = None) -> dict:
         """A checkpoint whose items are all written: its metrics, read back, to every sink."""
         metrics, transcripts, labels = read_checkpoint(self.out_dir, ckpt, item_ids,
                                                        self.cfg.wandb.transcripts_per_checkpoint,
                                                        prefer=self.grading_version)
+        metrics.update(extra or {})
         self.sinks.checkpoint_done(ckpt, metrics, transcripts, labels)
         return metrics
 

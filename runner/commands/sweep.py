@@ -23,7 +23,8 @@ def run_sweep(cfg: SweepConfig, *, plan: SweepPlan | None = None, stream=None) -
     t_start = time.monotonic()
     plan = plan or plan_sweep(cfg)
     progress = sweep_progress(plan)
-    if nothing_left(plan, progress):  # a finished sweep: Ray and the engines never start, nothing is written
+    # Adaptive seeds: what is left is known only by replaying the rounds, with Ray up.
+    if not cfg.sampling.adaptive.enabled and nothing_left(plan, progress):  # a finished sweep: Ray and the engines never start, nothing is written
         return SweepSummary(make_run_id(plan.cfg.name), str(plan.paths.output_dir), plan.total_items,
                             skipped=plan.total_items, wall_seconds=time.monotonic() - t_start)
     session = SweepSession(plan, stream=stream)

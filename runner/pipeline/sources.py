@@ -157,6 +157,10 @@ class GridSource:
     def item_ids(self, key: str) -> set[str]:
         return self.sources[key].item_ids
 
+    def cell_metrics(self, key: str) -> dict:
+        """Per-checkpoint figures of how seeds were drawn: none for a fixed grid (see adaptive.py)."""
+        return {}
+
     def all_done(self) -> bool:
         return not self.retries and all(s.exhausted and s.in_flight == 0 for s in self.sources.values())
 

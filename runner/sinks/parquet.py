@@ -62,6 +62,7 @@ def results_schema():
         ("eval_awareness_evidence", pa.string()),  # the clause that decided eval_awareness
         ("grading_version", pa.string()),    # hash of everything that decides the grade (runner.graders.version)
         ("prompt_digest", pa.string()),      # hash of the rendered prompt (runner.grid.prompt_digest)
+        ("seed_rule", pa.string()),          # adaptive seeds: the rule and round that drew the seed; null: fixed
     ])
 
 

@@ -102,4 +102,4 @@ def test_batches_of_two_adapters_in_flight_at_once_each_get_their_own_adapter(ra
     assert together == alone
     assert alone["checkpoint-1"] != alone["checkpoint-2"]
     assert counts["fresh"] == 1 and counts["adapter"] == 2
-    assert peak == 8  # both adapters' requests were in the engine at once
+    assert peak > 4  # requests of both adapters were in the engine at once
