@@ -55,6 +55,9 @@ class WorkItem:
     tools: str = field(default="", compare=False)
     # Adaptive seeds: the rule and round that drew this seed (runner/pipeline/adaptive.py); "" = fixed seeds.
     seed_rule: str = field(default="", compare=False)
+    # The prompt's chat-template token ids, when rendered before the engine's actor (generation/
+    # pretokenize.py); () = the engine renders it. Not identity: the same prompt, rendered.
+    prompt_ids: tuple = field(default=(), compare=False, repr=False)
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 from runner.checkpoints import Checkpoint
 from runner.config import config_to_dict, config_to_yaml
+from runner.generation.pretokenize import build_prompt_tokenizer
 from runner.generation.prompt_stats import prompt_token_summary
 from runner.graders.awareness import AwarenessClassifier
 from runner.graders.version import grading_version as make_grading_version
@@ -79,6 +80,7 @@ class SweepSession:
             self.stages.shutdown()  # nothing may outlive a session that failed to open
             raise
         self.logged: set[str] = set()
+        self.prompts = build_prompt_tokenizer(self.cfg)  # tokenizers kept across runs (watch)
 
     @property
     def rows_written(self) -> int:
@@ -108,11 +110,13 @@ class SweepSession:
             summary.regraded = self._regrade(progress)
         self.sinks.expect(checkpoints)
         combine = cfg.grading.judge.combine
+        prepare = self.prompts.prepare  # prompts to token ids here, not in the engine's actor
         if cfg.sampling.adaptive.enabled:  # seeds drawn in rounds per (checkpoint, family)
             source = build_adaptive_source(plan, checkpoints, cfg.generation.batch_size, progress.done.__contains__,
-                                           progress.done, self.grading_version, combine)
+                                           progress.done, self.grading_version, combine, prepare)
         else:
-            source = GridSource(plan.grid(checkpoints), cfg.generation.batch_size, is_done=progress.done.__contains__)
+            source = GridSource(plan.grid(checkpoints), cfg.generation.batch_size, is_done=progress.done.__contains__,
+                                prepare=prepare)
         seen_skipped = 0
 
         def on_done(batch: Batch) -> None:

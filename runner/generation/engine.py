@@ -183,7 +183,8 @@ class Generator:
         runnable = []
         for it in items:
             try:
-                n = self.backend.prompt_length(it.messages(), it.tool_list())  # the tools are in the prompt too
+                # Rendered ahead (pretokenize.py), or by the backend; the tools are in the prompt too.
+                n = len(it.prompt_ids) if it.prompt_ids else self.backend.prompt_length(it.messages(), it.tool_list())
             except EngineDeadError:
                 raise
             except Exception as e:  # noqa: BLE001 -- e.g. a chat template that rejects this prompt

@@ -270,7 +270,8 @@ class VllmBackend:
         vllm = import_vllm()
         from vllm.inputs import TokensPrompt
 
-        prompts = [TokensPrompt(prompt_token_ids=self._prompt_ids(it.messages(), it.tool_list())) for it in items]
+        prompts = [TokensPrompt(prompt_token_ids=list(it.prompt_ids) if it.prompt_ids
+                                else self._prompt_ids(it.messages(), it.tool_list())) for it in items]
         params = [
             vllm.SamplingParams(temperature=it.sampling.temperature, top_p=it.sampling.top_p,
                                 max_tokens=it.sampling.max_tokens, seed=it.engine_seed,

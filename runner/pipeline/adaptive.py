@@ -81,9 +81,10 @@ class AdaptiveSource(GridSource):
     def __init__(self, checkpoints: list[Checkpoint], expand: Callable[[Checkpoint, str, range], list[WorkItem]],
                  families: list[str], adaptive: AdaptiveSeedsConfig, seed_start: int, batch_size: int,
                  is_done: Callable[[str], bool], stored: dict[str, bool | None],
-                 label: Callable[[Batch, int], bool | None]):
+                 label: Callable[[Batch, int], bool | None], prepare=None):
         self.feeds = {c.key: _Feed() for c in checkpoints}
-        super().__init__([(c, self.feeds[c.key]) for c in checkpoints], batch_size, is_done=lambda _: False)
+        super().__init__([(c, self.feeds[c.key]) for c in checkpoints], batch_size, is_done=lambda _: False,
+                         prepare=prepare)
         self.expand, self.adaptive, self.seed_start = expand, adaptive, seed_start
         self.done, self.stored, self.label = is_done, stored, label
         self.cells = {(c.key, f): Cell() for c in checkpoints for f in families}
@@ -177,7 +178,7 @@ def stored_labels(out_dir, item_ids: set[str], prefer: str | None) -> dict[str, 
 
 
 def build_adaptive_source(plan, checkpoints: list[Checkpoint], batch_size: int, is_done: Callable[[str], bool],
-                          done: set[str], grading_version: str | None, combine) -> AdaptiveSource:
+                          done: set[str], grading_version: str | None, combine, prepare=None) -> AdaptiveSource:
     """The sweep's source when `sampling.adaptive.enabled` (session.py)."""
     from runner.rows import final_label
 
@@ -189,7 +190,7 @@ def build_adaptive_source(plan, checkpoints: list[Checkpoint], batch_size: int, 
 
     return AdaptiveSource(checkpoints, grid_expander(plan.packs, cfg.scenarios.where, cfg.sampling, plan.rendered),
                           plan.families, cfg.sampling.adaptive, cfg.sampling.seed_start, batch_size, is_done,
-                          stored_labels(plan.paths.output_dir, done, grading_version), label)
+                          stored_labels(plan.paths.output_dir, done, grading_version), label, prepare)
 
 
 __all__ = ["AdaptiveSource", "Cell", "STOP_HALFWIDTH", "STOP_MAX_SEEDS", "build_adaptive_source", "grid_expander",

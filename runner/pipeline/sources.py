@@ -56,7 +56,10 @@ def _condition(it: WorkItem) -> tuple[str, str]:
 
 class GridSource:
     def __init__(self, sources: list[tuple[Checkpoint, Iterator[WorkItem]]], batch_size: int,
-                 is_done: Callable[[str], bool]):
+                 is_done: Callable[[str], bool],
+                 prepare: Callable[[Checkpoint, list[WorkItem]], list[WorkItem]] | None = None):
+        """`prepare(ckpt, items)`: applied to each new batch's items before it is handed out
+        (generation/pretokenize.py renders the prompts to token ids there)."""
         self.sources = {c.key: _Source(c, it) for c, it in sources}
         self.order = [c.key for c, _ in sources]
         # Checkpoints one loaded engine serves side by side (LoRA adapters of one base model).
@@ -65,6 +68,7 @@ class GridSource:
         self.is_done = is_done
         self.retries: deque[Batch] = deque()
         self.skipped = 0
+        self.prepare = prepare
 
     def _next_group(self, src: _Source) -> list[WorkItem]:
         """The items still to do of the next condition in grid order ([] once none is left)."""
@@ -100,6 +104,8 @@ class GridSource:
             src.pending = group[room:]  # a condition larger than a batch: the rest comes next
         if not batch:
             return None
+        if self.prepare is not None:
+            batch = self.prepare(src.ckpt, batch)
         src.started = True
         src.in_flight += 1
         return Batch(src.ckpt, batch)

@@ -14,6 +14,7 @@ import pytest
 from runner.checkpoints import discover_checkpoints
 from runner.config import ModelConfig, SamplingConfig
 from runner.demo import ensure_demo_run
+from runner.generation.pretokenize import PromptTokenizer
 from runner.grid import expand_grid
 from runner.plan import BUILTIN_SCENARIOS
 from runner.scenarios import load_packs
@@ -40,8 +41,14 @@ def test_seeds_of_a_condition_compute_their_prompt_once(tmp_path_factory, cachin
     spec = replace(CPU_SPEC, max_model_len=4096,
                    engine_kwargs={**CPU_SPEC.engine_kwargs, "enable_prefix_caching": caching})
     backend = VllmBackend(spec)
+    # Half the prompts rendered ahead, as a sweep's source does: the same ids as the engine's own render.
+    ahead = PromptTokenizer(lambda _: True)
+    items = ahead.prepare(ckpt, items[:len(items) // 2]) + items[len(items) // 2:]
+    assert ahead.rendered == len(items) // 2 // SEEDS  # once per condition, not per seed
     try:
         backend.load(ckpt)
+        for it in items[:len(items) // 2]:
+            assert list(it.prompt_ids) == backend._prompt_ids(it.messages(), it.tool_list())
         sent = sum(backend.prompt_length(it.messages(), it.tool_list()) for it in items)
         backend.complete(items)
         c = dict(backend.counts)
