@@ -151,8 +151,10 @@ class VllmBackend:
 
     def use_adapter(self, ckpt: Checkpoint) -> None:
         """Serve adapter `ckpt` on the running engine alongside the others, without draining it
-        (`Generator` calls this for a batch of an adapter of the loaded engine group)."""
-        self._register_adapter(localize_checkpoint(ckpt, self.spec.cache_dir))
+        (`Generator` calls this for a batch of an adapter of the loaded engine group). Once per
+        adapter and engine: a remote adapter is not listed again for every batch."""
+        if ckpt.key not in self.loras:
+            self._register_adapter(localize_checkpoint(ckpt, self.spec.cache_dir))
 
     def _adapter_of(self, it: WorkItem):
         lora = self.loras.get(f"{it.model}@{it.checkpoint}")
