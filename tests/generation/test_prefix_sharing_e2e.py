@@ -44,7 +44,7 @@ def test_seeds_of_a_condition_compute_their_prompt_once(tmp_path_factory, cachin
     # Half the prompts rendered ahead, as a sweep's source does: the same ids as the engine's own render.
     ahead = PromptTokenizer(lambda _: True)
     items = ahead.prepare(ckpt, items[:len(items) // 2]) + items[len(items) // 2:]
-    assert ahead.rendered == len(items) // 2 // SEEDS  # once per condition, not per seed
+    assert ahead.rendered == 2  # 12 items of 2 conditions: once per condition, not per seed
     try:
         backend.load(ckpt)
         for it in items[:len(items) // 2]:
