@@ -6,7 +6,7 @@
     P7 4 adapter checkpoints / 1 adapter checkpoint, items per second: 0.93x (goal >= 0.9x)
     P8 adaptive / fixed seeds to half-width 0.05, samples drawn on the demo: 0.26x (goal <= 0.5x)
 
-    python -m runner.bench.perf [--only P1,P6] [--items 512] [--cache-dir DIR]
+    python -m runner.bench.perf [--only P1,P6] [--items 512] [--p7-items 256] [--cache-dir DIR]
 
 It reports and exits 0 whatever the figures (CI does not run it). Everything runs on the CPU
 build with the tiny demo model; no figure here is a GPU figure.
@@ -97,20 +97,22 @@ def bench_p7(cache_dir: str, items: int = 256) -> list[str]:
     for i in range(1, 5):
         write_adapter(run / f"checkpoint-{i}", base, rank=8, seed=i)
     adapters = discover_checkpoints(ModelConfig(name="lora", path=str(run), base_model=str(base)))
-    n_cond = 4  # the blackmail pack
     cycle = (32, 64, 128)
 
-    def varied(sources):
+    def first(ckpts, n):
+        """The first `n` items of each checkpoint's grid (8 seeds per condition), replies of varied length."""
         return [(c, [replace(it, sampling=replace(it.sampling, max_tokens=cycle[i % len(cycle)]))
-                     for i, it in enumerate(its)]) for c, its in sources]
+                     for i, it in enumerate(its[:n])]) for c, its in _grid_items(ckpts, 8, 0, ["blackmail"])]
 
-    one = varied(_grid_items(adapters[:1], items // n_cond, 0, ["blackmail"]))
-    four = varied(_grid_items(adapters, items // n_cond // 4, 0, ["blackmail"]))
+    # The same prefill work both ways: 1 adapter x n/8 conditions, or 4 adapters x n/32 conditions
+    # (an adapter's prompts are cached apart from another's).
+    one, four = first(adapters[:1], items), first(adapters, items // 4)
     r1 = run_generation_pool(None, None, 1, grade=False, warm=True, sources=one)
     r4 = run_generation_pool(None, None, 1, grade=False, warm=True, sources=four)
     rate1, rate4 = r1["items"] / r1["wall_s"], r4["items"] / r4["wall_s"]
     return [f"  P7 detail: {r1['items']} items, max_tokens {cycle}; 1 adapter {rate1:.1f} items/s "
-            f"({r1['wall_s']:.2f} s), 4 adapters {rate4:.1f} items/s ({r4['wall_s']:.2f} s), max_loras 4",
+            f"({r1['wall_s']:.2f} s, {r1['tokens']:,} out tokens), 4 adapters {rate4:.1f} items/s "
+            f"({r4['wall_s']:.2f} s, {r4['tokens']:,} out tokens), max_loras 4, 1 engine",
             f"P7 4 adapter checkpoints / 1 adapter checkpoint, items per second: {rate4 / rate1:.2f}x (goal >= 0.9x)"]
 
 
@@ -134,13 +136,13 @@ def bench_p8(cache_dir: str, target: float = 0.05, min_seeds: int = 8, max_seeds
     cells = {(ck, k.split("/")[0]): v for ck, m in s.metrics.items() for k, v in m.items()
              if k.endswith("/adaptive_seeds")}
     stops = [m[k] for m in s.metrics.values() for k in m if k.endswith("/adaptive_stop")]
-    conditions = {p.name: sum(1 for _ in p.conditions({})) for p in plan_sweep(cfg).packs}
+    conditions = {p.name: sum(1 for _ in p.conditions(cfg.scenarios.where)) for p in plan_sweep(cfg).packs}
     drawn = sum(seeds * conditions[fam] for (_, fam), seeds in cells.items())
     fixed_seeds = max(cells.values())
     fixed = fixed_seeds * sum(conditions.values()) * len(s.metrics)
     leaking = {ck: v for (ck, fam), v in cells.items() if fam == "leaking"}
     return [f"  P8 detail: {len(cells)} cells (checkpoint x family), min_seeds {min_seeds}, max_seeds {max_seeds}; "
-            f"adaptive drew {drawn:,} samples ({s.rows_written:,} rows written) in {wall:.0f} s; stops: "
+            f"adaptive drew {drawn:,} samples ({s.rows_written:,} rows written, {sum(conditions.values())} conditions) in {wall:.0f} s; stops: "
             f"{stops.count('halfwidth')} half-width, {stops.count('max_seeds')} cap; leaking seeds per checkpoint "
             f"{dict(sorted(leaking.items()))}; fixed grid needs {fixed_seeds} seeds = {fixed:,} samples",
             f"P8 adaptive / fixed seeds to half-width {target:g}, samples drawn on the demo: {drawn / fixed:.2f}x "
@@ -151,6 +153,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default=",".join(NAMES), help="comma-separated subset of " + ", ".join(NAMES))
     ap.add_argument("--items", type=int, default=512, help="P1/P1b prompts")
+    ap.add_argument("--p7-items", type=int, default=256, help="P7 items per run")
+    ap.add_argument("--p8-min-seeds", type=int, default=8)
+    ap.add_argument("--p8-max-seeds", type=int, default=128)
     ap.add_argument("--cache-dir", default="~/.cache/misalign-runner")
     args = ap.parse_args(argv)
     only = {n.strip() for n in args.only.split(",")}
@@ -163,7 +168,8 @@ def main(argv=None) -> None:
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; vLLM CPU build, tiny demo model")
     lines: list[str] = []
     runs = [("P1", lambda: bench_p1(args.items, args.cache_dir)), ("P6", lambda: bench_p6(args.cache_dir)),
-            ("P7", lambda: bench_p7(args.cache_dir)), ("P8", lambda: bench_p8(args.cache_dir))]
+            ("P7", lambda: bench_p7(args.cache_dir, args.p7_items)),
+            ("P8", lambda: bench_p8(args.cache_dir, min_seeds=args.p8_min_seeds, max_seeds=args.p8_max_seeds))]
     for name, run in runs:
         if name in only or (name == "P1" and "P1b" in only):
             try:
