@@ -20,3 +20,12 @@ def test_checkpoints_print_in_step_order_with_per_family_counts(capsys):
     assert heads == ["m@checkpoint-30", "m@checkpoint-200", "m@checkpoint-1000"]
     assert "by family (harmful/n): blackmail 4/4, leaking 0/4" in out[1]
     assert out[0].startswith("  m@checkpoint-30: harmful rate 0.500 [")
+
+
+def test_adaptive_cells_print_their_seeds_and_why_they_stopped(capsys):
+    m = checkpoint_metrics(_rows({"blackmail": 0, "leaking": 2}))
+    m.update({"blackmail/adaptive_seeds": 16, "blackmail/adaptive_stop": "halfwidth",
+              "leaking/adaptive_seeds": 64, "leaking/adaptive_stop": "max_seeds"})
+    print_checkpoint_metrics({"m@checkpoint-1": m})
+    out = capsys.readouterr().out
+    assert "    adaptive seeds (why stopped): blackmail 16 (halfwidth), leaking 64 (max_seeds)\n" in out
