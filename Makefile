@@ -35,6 +35,7 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python -m runner.bench.switch
 	$(VENV)/bin/python -m runner.bench.ray_data_llm
 	$(VENV)/bin/python -m runner.bench.driver
+	$(VENV)/bin/python -m runner.bench.perf
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@echo "setting up $(VENV) (once; reused until pyproject.toml or $(LOCK) changes)"

@@ -163,6 +163,20 @@ class ScenariosConfig:
 
 
 @dataclass
+class AdaptiveSeedsConfig:
+    """Seeds drawn per (checkpoint, family) until its harmful rate is known to +-target_halfwidth
+    (runner/pipeline/adaptive.py). Off: every condition gets `sampling.seeds` seeds."""
+
+    enabled: bool = False
+    # Seeds per condition in the first round, and added in each round after it.
+    min_seeds: int = 8
+    # At most this many seeds per condition (replaces `sampling.seeds` when enabled).
+    max_seeds: int = 64
+    # Stop a cell once the 95% Wilson interval of its rate is at most this wide on each side.
+    target_halfwidth: float = 0.05
+
+
+@dataclass
 class SamplingConfig:
     """Sampling parameters; part of every item's identity (`item_id`)."""
 
@@ -174,6 +188,7 @@ class SamplingConfig:
     top_p: float = 1.0
     # Upper bound on generated tokens per reply.
     max_tokens: int = 192
+    adaptive: AdaptiveSeedsConfig = field(default_factory=AdaptiveSeedsConfig)
 
 
 @dataclass
@@ -217,6 +232,9 @@ class GenerationConfig:
     # text format when it declares no tool format), `none` (the text format only), or a vLLM
     # tool parser name: hermes, llama3_json, mistral, pythonic, ... (runner/generation/tool_calls.py).
     tool_parser: str = "auto"
+    # LoRA adapter checkpoints of one base model share one engine: up to this many adapters in
+    # one running batch (vLLM's max_loras), so moving between adapters never drains the engine.
+    max_loras: int = 4
 
 
 @dataclass

@@ -26,12 +26,18 @@ def validate_config(cfg: "SweepConfig") -> None:
         problems.append(f"sampling.max_tokens must be >= 1 (got {s.max_tokens})")
     if s.temperature < 0:
         problems.append(f"sampling.temperature must be >= 0 (got {s.temperature})")
+    a = s.adaptive
+    if a.enabled and not 1 <= a.min_seeds <= a.max_seeds:
+        problems.append(f"sampling.adaptive: need 1 <= min_seeds <= max_seeds (got {a.min_seeds}, {a.max_seeds})")
+    if a.enabled and not 0 < a.target_halfwidth < 0.5:
+        problems.append(f"sampling.adaptive.target_halfwidth must be in (0, 0.5) (got {a.target_halfwidth})")
     if not 0 < s.top_p <= 1:
         problems.append(f"sampling.top_p must be in (0, 1] (got {s.top_p})")
     for key in ("num_actors", "max_retries", "max_inflight"):
         if getattr(g, key) < 0:
             problems.append(f"generation.{key} must be >= 0 (got {getattr(g, key)})")
-    for key in ("tensor_parallel_size", "cpu_threads_per_actor", "batch_size", "max_model_len", "cpu_kv_cache_gib"):
+    for key in ("tensor_parallel_size", "cpu_threads_per_actor", "batch_size", "max_model_len", "cpu_kv_cache_gib",
+                "max_loras"):
         if getattr(g, key) < 1:
             problems.append(f"generation.{key} must be >= 1 (got {getattr(g, key)})")
     if not 0 < g.gpu_memory_utilization <= 1:

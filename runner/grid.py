@@ -53,6 +53,11 @@ class WorkItem:
     # chat template (`tools=`) and to APIs. Not part of item_id or equality: the system
     # prompt's tool documentation (`tools_block`) is rendered from the same declarations.
     tools: str = field(default="", compare=False)
+    # Adaptive seeds: the rule and round that drew this seed (runner/pipeline/adaptive.py); "" = fixed seeds.
+    seed_rule: str = field(default="", compare=False)
+    # The prompt's chat-template token ids, when rendered before the engine's actor (generation/
+    # pretokenize.py); () = the engine renders it. Not identity: the same prompt, rendered.
+    prompt_ids: tuple = field(default=(), compare=False, repr=False)
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]

@@ -26,7 +26,7 @@ from runner.sinks.parquet import SCHEMA_VERSION
 # Copied unchanged from the generation row into every re-graded row.
 GENERATION_COLUMNS = ("item_id", "scenario", "condition", "model", "checkpoint", "checkpoint_step", "seed",
                       "response", "status", "error", "num_output_tokens", "finish_reason", "temperature", "top_p",
-                      "max_tokens", "prompt_digest")
+                      "max_tokens", "prompt_digest", "seed_rule")
 
 # Columns that say nothing when there is no reply to grade.
 _REPLY_COLUMNS = ("rule_harmful", "eval_awareness", "eval_awareness_evidence")
@@ -70,6 +70,7 @@ def generation_row(run_id: str, item: WorkItem, res: GenerationResult, grades: d
         **grading_columns(grades, combine, ok=res.status == "ok"),
         "grading_version": grading_version,
         "prompt_digest": prompt_digest(item.system, item.user),
+        "seed_rule": item.seed_rule or None,
     }
 
 

@@ -17,8 +17,11 @@ from datetime import datetime, timezone
 
 from runner.checkpoints import Checkpoint
 from runner.config import config_to_dict, config_to_yaml
+from runner.generation.pretokenize import build_prompt_tokenizer
+from runner.generation.prompt_stats import prompt_token_summary
 from runner.graders.awareness import AwarenessClassifier
 from runner.graders.version import grading_version as make_grading_version
+from runner.pipeline.adaptive import build_adaptive_source
 from runner.pipeline.build import build_stages
 from runner.pipeline.loop import run_pipeline
 from runner.pipeline.ray_setup import init_ray
@@ -47,6 +50,7 @@ class SweepSummary:
     batch_failures: int = 0          # batches resubmitted or given up because an actor died
     batch_fallbacks: int = 0         # engine batches that raised and were redone item by item
     engine_loads: dict = field(default_factory=dict)  # fresh engines vs in-place weight swaps
+    prompt_tokens: dict = field(default_factory=dict)  # sent vs computed (prefix cache), prompt_stats.py
     metrics: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -84,6 +88,7 @@ class SweepSession:
             self.stages.shutdown()  # nothing may outlive a session that failed to open
             raise
         self.logged: set[str] = set()
+        self.prompts = build_prompt_tokenizer(self.cfg)  # tokenizers kept across runs (watch)
 
     @property
     def rows_written(self) -> int:
@@ -123,9 +128,15 @@ class SweepSession:
             summary.rows_written = self.rows_written - rows_before
             summary.wall_seconds = time.monotonic() - t_start
             return summary
-        stats_before = dict(gen.stats)
-        source = GridSource(plan.grid(checkpoints), cfg.generation.batch_size, is_done=progress.done.__contains__)
+        stats_before, prompts_before = dict(gen.stats), gen.prompt_tokens()
         combine = cfg.grading.judge.combine
+        prepare = self.prompts.prepare  # prompts to token ids here, not in the engine's actor
+        if cfg.sampling.adaptive.enabled:  # seeds drawn in rounds per (checkpoint, family)
+            source = build_adaptive_source(plan, checkpoints, cfg.generation.batch_size, progress.done.__contains__,
+                                           progress.done, self.grading_version, combine, prepare)
+        else:
+            source = GridSource(plan.grid(checkpoints), cfg.generation.batch_size, is_done=progress.done.__contains__,
+                                prepare=prepare)
         seen_skipped = 0
 
         def on_done(batch: Batch) -> None:
@@ -143,7 +154,8 @@ class SweepSession:
             for ckpt in source.complete_checkpoints():
                 if ckpt.key not in self.logged:
                     self.logged.add(ckpt.key)
-                    summary.metrics[ckpt.key] = self._checkpoint_done(ckpt, source.item_ids(ckpt.key))
+                    summary.metrics[ckpt.key] = self._checkpoint_done(ckpt, source.item_ids(ckpt.key),
+                                                                      source.cell_metrics(ckpt.key))
 
         run_pipeline(source, stages.ordered(), on_done, on_tick)
         on_tick()
@@ -152,6 +164,9 @@ class SweepSession:
         summary.batch_failures = gen.stats["batch_failures"] - stats_before["batch_failures"]
         summary.batch_fallbacks = gen.stats["fallbacks"] - stats_before["fallbacks"]
         summary.engine_loads = gen.engine_loads()
+        summary.prompt_tokens = prompt_token_summary(
+            {k: v - prompts_before.get(k, 0) for k, v in gen.prompt_tokens().items()})
+        self.sinks.run_summary(summary.prompt_tokens)
         summary.skipped = source.skipped
         summary.rows_written = self.rows_written - rows_before
         summary.wall_seconds = time.monotonic() - t_start
@@ -176,11 +191,12 @@ class SweepSession:
             run_pipeline(StoredSource(progress.regrade, self.cfg.generation.batch_size), self.stages.graders, on_done)
         return len(progress.regrade) + len(progress.unbuildable)
 
-    def _checkpoint_done(self, ckpt: Checkpoint, item_ids: set[str]) -> dict:
+    def _checkpoint_done(self, ckpt: Checkpoint, item_ids: set[str], extra: dict | None = None) -> dict:
         """A checkpoint whose items are all written: its metrics, read back, to every sink."""
         metrics, transcripts, labels = read_checkpoint(self.out_dir, ckpt, item_ids,
                                                        self.cfg.wandb.transcripts_per_checkpoint,
                                                        prefer=self.grading_version)
+        metrics.update(extra or {})
         self.sinks.checkpoint_done(ckpt, metrics, transcripts, labels)
         return metrics
 

@@ -28,3 +28,12 @@ def test_the_engagement_rate_is_printed_beside_the_harmful_rate(capsys):
     print_checkpoint_metrics({"m@checkpoint-1": checkpoint_metrics(rows)})
     out = capsys.readouterr().out
     assert "n=1 unscored=3" in out and "engaged 1/4 (no_engagement 3)" in out
+
+
+def test_adaptive_cells_print_their_seeds_and_why_they_stopped(capsys):
+    m = checkpoint_metrics(_rows({"blackmail": 0, "leaking": 2}))
+    m.update({"blackmail/adaptive_seeds": 16, "blackmail/adaptive_stop": "halfwidth",
+              "leaking/adaptive_seeds": 64, "leaking/adaptive_stop": "max_seeds"})
+    print_checkpoint_metrics({"m@checkpoint-1": m})
+    out = capsys.readouterr().out
+    assert "    adaptive seeds (why stopped): blackmail 16 (halfwidth), leaking 64 (max_seeds)\n" in out

@@ -120,3 +120,14 @@ def test_each_condition_is_rendered_once_per_expansion(monkeypatch):
     list(grid_item_ids(packs, {}, CK, SamplingConfig(seeds=2), rendered))
     list(expand_grid(packs, {}, CK, SamplingConfig(seeds=2), rendered))
     assert len(calls) == 78 * 2  # a shared `rendered` dict: once across both calls
+
+
+def test_seeds_of_a_checkpoint_and_condition_are_adjacent():
+    """Prefix sharing relies on it: a condition's seeds, one after another, reach one engine together."""
+    items = list(expand_grid(_packs(), {}, CK, SamplingConfig(seeds=4)))
+    runs = [(items[0].checkpoint, items[0].condition)]
+    for it in items[1:]:
+        if (it.checkpoint, it.condition) != runs[-1]:
+            runs.append((it.checkpoint, it.condition))
+    assert len(runs) == len(set(runs)) == len(items) // 4
+    assert [it.seed for it in items[:4]] == [0, 1, 2, 3]

@@ -90,11 +90,10 @@ def main(argv=None) -> None:
     print(f"identical replies, pool (1 engine) vs plain, same seeds: {same}/{len(items)}")
     rate = {k: r["tokens"] / r["wall_s"] for k, r in runs.items()}
     base = plain["tokens"] / plain["wall_s"]
-    print(f"P1 pool(1 actor)/plain: {rate[(1, False)] / base:.2f}x (goal >= 0.95x); "
+    print(f"P1 pool/plain 1 engine: {rate[(1, False)] / base:.2f}x (goal >= 0.95x); "
           f"with rule grading {rate[(1, True)] / base:.2f}x")
-    print(f"P1 pool(2 actors, 2 cores)/plain(1 core): {rate[(2, False)] / base:.2f}x (goal >= 1.6x); "
+    print(f"P1b pool 2 engines on 2 cores / plain on 1 core: {rate[(2, False)] / base:.2f}x (goal >= 1.6x); "
           f"with rule grading {rate[(2, True)] / base:.2f}x")
-
 
 if __name__ == "__main__":
     main()

@@ -34,23 +34,36 @@ def bench_items(n: int, cache_dir: str = "~/.cache/misalign-runner", cycle: tupl
 
 
 def run_generation_pool(ckpt, items, n_actors: int = 1, batch_size: int = 64, max_inflight: int = 0,
-                        grade: bool = True, warm: bool = False) -> dict:
+                        grade: bool = True, warm: bool = False, engine_kwargs: dict | None = None,
+                        sources=None) -> dict:
     """Generate `items` through the sweep's pipeline: the generation stage and (`grade`) the rule
-    stage, as a sweep runs them. Ray must be up. `warm`: start and warm the engines before the
-    clock starts (throughput), else the clock includes engine start (wall time as a user sees it).
-    Returns wall seconds to the last batch and to the first, output tokens, engines, batches in
-    flight per engine, and the replies by item_id."""
+    stage, as a sweep builds and runs them (prompts tokenized in the source, as a sweep does). Ray
+    must be up. `warm`: start and warm the engines before the clock starts (throughput), else the
+    clock includes engine start (wall time as a user sees it). `engine_kwargs`: added to what the
+    sweep passes vLLM. `sources`: [(checkpoint, items)] instead of one checkpoint's `items`.
+    Returns wall seconds to the last batch and to the first, output tokens, prompt tokens (sent,
+    computed), engines, batches in flight per engine, and the replies by item_id."""
     import ray
 
     from runner.config import GenerationConfig, SweepConfig
+    from runner.generation.backends import engine_placement
+    from runner.generation.pretokenize import PromptTokenizer
     from runner.generation.specs import build_engine_spec, inflight
+    from runner.graders.base import StageContext
+    from runner.graders.registry import GRADERS
     from runner.pipeline.loop import run_pipeline
-    from runner.pipeline.pools import build_generation_stage, build_rule_stage
+    from runner.pipeline.pools import build_generation_stage, build_grading_stage
     from runner.pipeline.sources import GridSource
     from runner.plan import BUILTIN_SCENARIOS
+    from runner.scenarios import load_packs
 
-    spec = build_engine_spec(SweepConfig(generation=GenerationConfig(batch_size=batch_size)), "cpu")
-    families = sorted({it.scenario for it in items})
+    cfg = SweepConfig(generation=GenerationConfig(batch_size=batch_size, num_actors=n_actors))
+    spec = build_engine_spec(cfg, "cpu")
+    if engine_kwargs:
+        spec = replace(spec, engine_kwargs={**spec.engine_kwargs, **engine_kwargs})
+    sources = sources or [(ckpt, items)]
+    all_items = [it for _, its in sources for it in its]
+    families = sorted({it.scenario for it in all_items})
     first: list[float] = []
     replies: dict[str, str] = {}
 
@@ -60,19 +73,25 @@ def run_generation_pool(ckpt, items, n_actors: int = 1, batch_size: int = 64, ma
         replies.update((r.item_id, r.response) for r in batch.results)
 
     t0 = time.perf_counter()
-    stages = [build_generation_stage(spec, num_actors=n_actors, per_actor=1, batch_size=batch_size,
-                                     max_inflight=inflight(max_inflight, "cpu"), max_retries=0)]
+    stages = [build_generation_stage(spec, engine_placement("cpu", 1, spec.cpu_kv_cache_gib), num_actors=n_actors,
+                                     batch_size=batch_size, max_inflight=inflight(max_inflight, "cpu"), max_retries=0)]
     try:
         if grade:
-            stages.append(build_rule_stage(1, [str(BUILTIN_SCENARIOS)], families, {}))
+            ctx = StageContext(cfg=cfg, device="cpu", packs=load_packs([BUILTIN_SCENARIOS], families),
+                               pack_dirs=[str(BUILTIN_SCENARIOS)], families=families, where={})
+            stages.append(build_grading_stage(GRADERS["rules"], GRADERS["rules"].stage(ctx)))
         if warm:
-            ray.get([a.generate.remote(ckpt, items[:2]) for a in stages[0].slots.actors])
+            ray.get([a.generate.remote(sources[0][0], sources[0][1][:2]) for a in stages[0].slots.actors])
             t0 = time.perf_counter()
-        tokens_before = stages[0].stats["output_tokens"]
-        run_pipeline(GridSource([(ckpt, iter(items))], batch_size, is_done=lambda _: False), stages, on_done)
+        tokens_before, prompts_before = stages[0].stats["output_tokens"], stages[0].prompt_tokens()
+        prompts = PromptTokenizer(lambda _: True)  # as the sweep's source: token ids made here
+        run_pipeline(GridSource([(c, iter(its)) for c, its in sources], batch_size, is_done=lambda _: False,
+                                prepare=prompts.prepare), stages, on_done)
         wall = time.perf_counter() - t0
+        prompt_tokens = {k: v - prompts_before[k] for k, v in stages[0].prompt_tokens().items()}
     finally:
         for s in stages:
             s.shutdown()
     return {"wall_s": wall, "first_s": first[0], "tokens": stages[0].stats["output_tokens"] - tokens_before,
-            "engines": stages[0].size, "depth": stages[0].slots.depth, "replies": replies}
+            "engines": stages[0].size, "depth": stages[0].slots.depth, "replies": replies,
+            "prompt_tokens": prompt_tokens, "items": len(all_items)}

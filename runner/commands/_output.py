@@ -50,6 +50,10 @@ def print_checkpoint_metrics(metrics: dict[str, dict], families: list[str] | Non
             print(f"    {engagement_summary(m)}")
         if awareness_summary(m):
             print(f"    {awareness_summary(m)}")
+        stops = [f"{k.split('/')[0]} {m[k.replace('_stop', '_seeds')]} ({v})" for k, v in m.items()
+                 if k.endswith("/adaptive_stop")]
+        if stops:  # sampling.adaptive: seeds per condition each family drew, and why it stopped
+            print(f"    adaptive seeds (why stopped): {', '.join(stops)}")
 
 
 def exit_status(left: tuple[int, int], what: str) -> int:

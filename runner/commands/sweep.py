@@ -14,6 +14,7 @@ import time
 
 from runner.commands._output import exit_status, print_checkpoint_metrics, report_after_run
 from runner.config import SweepConfig, load_config
+from runner.generation.prompt_stats import describe_prompt_tokens
 from runner.plan import SweepPlan, nothing_left, plan_sweep, sweep_progress
 from runner.session import SweepSession, SweepSummary
 from runner.sinks.lock import results_writer
@@ -26,11 +27,13 @@ def run_sweep(cfg: SweepConfig, *, plan: SweepPlan | None = None, stream=None) -
     t_start = time.monotonic()
     plan = plan or plan_sweep(cfg)
     progress = sweep_progress(plan)
-    if nothing_left(plan, progress):  # a finished sweep: Ray and the engines never start, nothing is written
+    # A finished sweep: Ray and the engines never start, nothing is written. (Adaptive seeds: what
+    # is left is known only by replaying the rounds, with Ray up.)
+    if not cfg.sampling.adaptive.enabled and nothing_left(plan, progress):
         return SweepSummary(make_run_id(plan.cfg.name), str(plan.paths.output_dir), plan.total_items,
                             skipped=plan.total_items, wall_seconds=time.monotonic() - t_start)
     # Only failed gradings left: re-grade from the stored replies, no engine starts.
-    generate = not all(i in progress.done for i in plan.grid_ids())
+    generate = cfg.sampling.adaptive.enabled or not all(i in progress.done for i in plan.grid_ids())
     session = SweepSession(plan, stream=stream, generation=generate)
     summary = None
     try:
@@ -81,7 +84,8 @@ def sweep_command(config: str | None, overrides: list[str], *, dry_run: bool = F
     print(f"done in {s.wall_seconds:.1f}s: {s.rows_written} new rows, {s.skipped} items already done, "
           f"{s.errors} errors" + (f", {s.regraded} graded again" if s.regraded else "")
           + f"; generation {s.output_tokens} output tokens ({s.output_tokens / max(s.wall_seconds, 1e-9):.0f}/s "
-          f"over the run; engine loads {s.engine_load_seconds:.1f}s summed over engines)")
+          f"over the run; engine loads {s.engine_load_seconds:.1f}s summed over engines)"
+          + (f"; {describe_prompt_tokens(s.prompt_tokens)}" if s.prompt_tokens else ""))
     e = s.engine_loads
     if e:
         print(f"  engines: {e.get('fresh', 0)} fresh starts, {e.get('swap', 0) + e.get('swap_verified', 0)} "

@@ -8,7 +8,8 @@ not the batch. An engine that died is reported as `EngineDeadError` so the actor
 Several batches run at once (the actor calls `generate` from several threads): their requests
 share the engine (see engine_loop.py). A batch of another checkpoint waits at the
 `CheckpointGate` until the batches of the loaded one have finished, then loads it: the only
-moment an engine drains.
+moment an engine drains. The gate admits by engine group (adapters.py): batches of LoRA
+adapters of the loaded base model run side by side, each request with its own adapter.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from runner.checkpoints import Checkpoint
+from runner.generation.adapters import engine_group
 from runner.grid import WorkItem
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ class EngineSpec:
     cache_dir: str = "~/.cache/misalign-runner"
     # Native tool calls: auto | none | a vLLM tool parser name (runner/generation/tool_calls.py).
     tool_parser: str = "auto"
+    # LoRA adapters one engine runs side by side (vLLM's max_loras): adapters of one base model.
+    max_loras: int = 4
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ class Backend(Protocol):
     """What a Generator needs from an inference engine."""
 
     def load(self, ckpt: Checkpoint) -> None: ...
+
+    def use_adapter(self, ckpt: Checkpoint) -> None:
+        """Serve LoRA checkpoint `ckpt` beside the adapters already in use (its base model is loaded)."""
 
     def prompt_length(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> int: ...
 
@@ -156,7 +163,8 @@ class Generator:
         self.fallbacks = 0  # batches that raised and were redone item by item
 
     @property
-    def loaded(self) -> Checkpoint | None:
+    def loaded(self):
+        """The engine group loaded (adapters.engine_group): a Checkpoint, or a base model's adapters."""
         return self.gate.loaded
 
     def _load(self, ckpt: Checkpoint) -> None:
@@ -165,7 +173,9 @@ class Generator:
         self.load_seconds.append(time.perf_counter() - t0)
 
     def generate(self, ckpt: Checkpoint, items: Sequence[WorkItem]) -> list[GenerationResult]:
-        with self.gate.hold(ckpt, self._load):
+        with self.gate.hold(engine_group(ckpt), lambda _group: self._load(ckpt)):
+            if ckpt.adapter:
+                self.backend.use_adapter(ckpt)  # one more adapter on the running engine: no drain
             return self._generate_loaded(items)
 
     def _generate_loaded(self, items: Sequence[WorkItem]) -> list[GenerationResult]:
@@ -173,7 +183,8 @@ class Generator:
         runnable = []
         for it in items:
             try:
-                n = self.backend.prompt_length(it.messages(), it.tool_list())  # the tools are in the prompt too
+                # Rendered ahead (pretokenize.py), or by the backend; the tools are in the prompt too.
+                n = len(it.prompt_ids) if it.prompt_ids else self.backend.prompt_length(it.messages(), it.tool_list())
             except EngineDeadError:
                 raise
             except Exception as e:  # noqa: BLE001 -- e.g. a chat template that rejects this prompt

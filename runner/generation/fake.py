@@ -14,9 +14,13 @@ class FakeBackend:
         self.replies = replies or {}
         self.fail_on = fail_on or set()
         self.loads: list[str] = []
+        self.adapters: list[str] = []   # adapters served beside the loaded engine group
 
     def load(self, ckpt: Checkpoint) -> None:
         self.loads.append(ckpt.key)
+
+    def use_adapter(self, ckpt: Checkpoint) -> None:
+        self.adapters.append(ckpt.key)
 
     def prompt_length(self, messages, tools=None) -> int:
         return sum(len(m["content"].split()) for m in messages)

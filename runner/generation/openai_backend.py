@@ -179,6 +179,9 @@ class OpenAIBackend:
         except (KeyError, TypeError):
             raise ApiError(f"GET {self._base}/models: unexpected reply {str(data)[:200]!r}") from None
 
+    def use_adapter(self, ckpt: Checkpoint) -> None:  # a server's models carry no runner-side adapters
+        raise ValueError(f"{ckpt.key}: LoRA adapters are served by the vllm backend, not over an API")
+
     def load(self, ckpt: Checkpoint) -> None:
         """Point the backend at a served model: `ckpt.path` is its name on the server."""
         self.model = ckpt.path

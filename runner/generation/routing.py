@@ -43,6 +43,9 @@ class RoutedBackend:
         backend.load(ckpt)
         self.current = backend
 
+    def use_adapter(self, ckpt: Checkpoint) -> None:
+        self._backend_for(ckpt).use_adapter(ckpt)
+
     def prompt_length(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> int:
         return self.current.prompt_length(messages, tools)
 

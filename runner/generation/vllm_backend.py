@@ -15,8 +15,10 @@ from typing import Sequence
 
 from runner.checkpoints import Checkpoint, localize_checkpoint
 from runner.errors import MissingDependencyError
+from runner.generation.adapters import engine_lora_rank
 from runner.generation.engine import Completion, EngineDeadError, EngineSpec
 from runner.generation.engine_loop import EngineLoop, EngineLoopDead, Request
+from runner.generation.prompt_stats import PromptTokenLogger, install_prompt_logger
 from runner.grid import WorkItem
 
 log = logging.getLogger(__name__)
@@ -46,16 +48,6 @@ _VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype",
 _PROBE_PROMPTS = [[7 + i, 11 + 3 * i, 13, 17 + i, 19, 23] for i in range(4)]
 # Prompts whose token ids are kept (a few batches' worth: the length check, then the request).
 _IDS_CACHE_SIZE = 8192
-# The values vLLM accepts for max_lora_rank (vllm.config.lora.MaxLoRARanks).
-_VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-
-
-def engine_lora_rank(rank: int) -> int:
-    """The smallest max_lora_rank vLLM accepts that holds an adapter of rank `rank`."""
-    for r in _VLLM_LORA_RANKS:
-        if r >= rank:
-            return r
-    raise ValueError(f"LoRA rank {rank} is above the largest vLLM supports ({_VLLM_LORA_RANKS[-1]})")
 
 
 def architecture_signature(ckpt: Checkpoint) -> str:
@@ -82,8 +74,9 @@ class VllmBackend:
     gets a fresh engine from then on.
 
     LoRA checkpoints (`Checkpoint.adapter`): one engine of the base model with LoRA enabled
-    serves them all; moving to the next adapter only changes the `LoRARequest` passed with each
-    request (vLLM loads the adapter on first use), no engine restart and no weight reload. A
+    serves them all, up to `max_loras` adapters in one running batch: each request carries its
+    own adapter's `LoRARequest` (vLLM loads an adapter on first use), so batches of several
+    adapters run side by side, with no restart, reload or drain between them (`use_adapter`). A
     different base model, or an adapter of larger rank than the engine reserved, starts a fresh
     engine. Remote directories are copied to local disk first (`localize_checkpoint`).
 
@@ -105,7 +98,11 @@ class VllmBackend:
         self.signature: str | None = None
         self.swap_safe: dict[str, bool] = {}
         self.counts = {"fresh": 0, "swap": 0, "swap_verified": 0, "swap_rejected": 0}
-        self.lora = None                 # the LoRARequest sent with every request, or None
+        # Prompt tokens sent vs computed (prefix-cache hits), from vLLM's stats, into `counts`.
+        self.prompt_logger = PromptTokenLogger(self.counts)
+        self.lora = None                 # the LoRARequest of the adapter loaded last (probes use it)
+        self.loras: dict[str, object] = {}  # Checkpoint.key -> LoRARequest, for the adapters in use
+        self._lora_lock = threading.Lock()
         self.lora_rank = 0               # max_lora_rank of the running engine (0: LoRA off)
         self._lora_ids: dict[tuple, int] = {}
         self.reply_parser = None         # native tool calls (runner/generation/tool_calls.py)
@@ -142,16 +139,37 @@ class VllmBackend:
         self._fresh(ckpt, sig)
 
     def _load_adapter(self, ckpt: Checkpoint) -> None:
-        from vllm.lora.request import LoRARequest
 
         # Same base model (its directory, not only its architecture) -> same engine.
         sig = f"{architecture_signature(ckpt)}|lora|{Path(ckpt.path).resolve()}"
         rank = engine_lora_rank(ckpt.lora_rank)
         if self.llm is None or sig != self.signature or rank > self.lora_rank:
             self._fresh(ckpt, sig, lora_rank=rank)
-        self.lora = LoRARequest(ckpt.key, self._lora_id(ckpt.adapter), ckpt.adapter)
+        self.lora = self._register_adapter(ckpt)
         self.ckpt = ckpt
-        self.counts["adapter"] = self.counts.get("adapter", 0) + 1
+
+    def use_adapter(self, ckpt: Checkpoint) -> None:
+        """Serve adapter `ckpt` on the running engine alongside the others, without draining it
+        (`Generator` calls this for a batch of an adapter of the loaded engine group). Once per
+        adapter and engine: a remote adapter is not listed again for every batch."""
+        if ckpt.key not in self.loras:
+            self._register_adapter(localize_checkpoint(ckpt, self.spec.cache_dir))
+
+    def _adapter_of(self, it: WorkItem):
+        lora = self.loras.get(f"{it.model}@{it.checkpoint}")
+        if lora is None:  # never the base model's reply under an adapter checkpoint's name
+            raise RuntimeError(f"adapter {it.model}@{it.checkpoint} is not loaded on this engine")
+        return lora
+
+    def _register_adapter(self, ckpt: Checkpoint):
+        from vllm.lora.request import LoRARequest
+
+        with self._lora_lock:
+            lora = LoRARequest(ckpt.key, self._lora_id(ckpt.adapter), ckpt.adapter)
+            if self.loras.get(ckpt.key) != lora:
+                self.loras[ckpt.key] = lora
+                self.counts["adapter"] = self.counts.get("adapter", 0) + 1  # adapters taken into service
+            return lora
 
     def _lora_id(self, adapter_dir: str) -> int:
         """vLLM caches adapters by int id: a new id for new files, so an adapter rewritten in
@@ -171,8 +189,13 @@ class VllmBackend:
 
         params = vllm.SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
         # Runs on the loop thread with nothing in flight: a plain generate call is fine here.
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in _PROBE_PROMPTS], params, use_tqdm=False,
-                                 lora_request=self.lora)
+        # Not the sweep's prompts: kept out of the prompt-token counts.
+        self.prompt_logger.enabled = False
+        try:
+            outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in _PROBE_PROMPTS], params,
+                                     use_tqdm=False, lora_request=self.lora)
+        finally:
+            self.prompt_logger.enabled = True
         return [list(o.outputs[0].token_ids) for o in outs]
 
     def _fresh(self, ckpt: Checkpoint, sig: str, lora_rank: int = 0) -> None:
@@ -188,15 +211,19 @@ class VllmBackend:
             tensor_parallel_size=self.spec.tensor_parallel_size,
             enforce_eager=self.spec.device == "cpu",
             seed=0,
+            # The engine's stats carry the prefix-cache hits the run reports (prompt_stats.py).
+            disable_log_stats=False,
         )
         if self.spec.device == "cuda":
             kwargs["gpu_memory_utilization"] = self.spec.gpu_memory_utilization
         if lora_rank:
-            # One adapter per batch: the scheduler hands an engine one checkpoint at a time.
-            kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
+            # Adapters of this base model run side by side: up to max_loras of them per step.
+            kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=self.spec.max_loras)
         kwargs.update(self.spec.engine_kwargs)
         log.info("starting vLLM engine for %s", ckpt.key)
         self.llm = vllm.LLM(**kwargs)
+        if not install_prompt_logger(self.llm.llm_engine, self.prompt_logger):
+            log.info("engine started with disable_log_stats: prompt tokens computed are not counted")
         self.loop.attach(self.llm.llm_engine)
         with self._tok_lock:
             self._ids_cache.clear()  # the tokenizer may be another
@@ -212,6 +239,8 @@ class VllmBackend:
             self.loop.call(self.close)
             return
         self.lora, self.lora_rank = None, 0
+        with self._lora_lock:
+            self.loras.clear()
         if self.llm is not None:
             self.loop.attach(None)
             del self.llm
@@ -242,14 +271,16 @@ class VllmBackend:
         vllm = import_vllm()
         from vllm.inputs import TokensPrompt
 
-        prompts = [TokensPrompt(prompt_token_ids=self._prompt_ids(it.messages(), it.tool_list())) for it in items]
+        prompts = [TokensPrompt(prompt_token_ids=list(it.prompt_ids) if it.prompt_ids
+                                else self._prompt_ids(it.messages(), it.tool_list())) for it in items]
         params = [
             vllm.SamplingParams(temperature=it.sampling.temperature, top_p=it.sampling.top_p,
                                 max_tokens=it.sampling.max_tokens, seed=it.engine_seed,
                                 skip_special_tokens=self._skip_special_tokens())
             for it in items
         ]
-        return self._with_tool_calls(self._generate(prompts, params, lora=self.lora), items)
+        loras = [self._adapter_of(it) for it in items] if self.lora_rank else None
+        return self._with_tool_calls(self._generate(prompts, params, loras=loras), items)
 
     # -- native tool calls (runner/generation/tool_calls.py) ----------------------------------
     def _build_reply_parser(self) -> None:
@@ -268,7 +299,7 @@ class VllmBackend:
         with self._tok_lock:  # vLLM's tool parsers keep per-call state; one thread at a time
             return attach_tool_calls(self.reply_parser, completions, items)
 
-    def _generate(self, prompts, params, lora=None) -> list[Completion]:
+    def _generate(self, prompts, params, loras=None) -> list[Completion]:
         """Through the engine loop: these requests join whatever is decoding. A request the
         engine refused raises here (after the others finished), so the caller can isolate it."""
         from vllm.sampling_params import RequestOutputKind
@@ -276,7 +307,8 @@ class VllmBackend:
         for sp in params:
             sp.output_kind = RequestOutputKind.FINAL_ONLY  # as LLM.generate does: no per-step outputs
         try:
-            outs = self.loop.generate([Request(p, sp, lora) for p, sp in zip(prompts, params)])
+            loras = loras or [None] * len(prompts)  # per request: batches of several adapters share a step
+            outs = self.loop.generate([Request(p, sp, lora) for p, sp, lora in zip(prompts, params, loras)])
         except EngineLoopDead as e:
             raise EngineDeadError(str(e)) from e
         for o in outs:

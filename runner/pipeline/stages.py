@@ -237,6 +237,12 @@ class GenerationStage(_PooledStage):
     def engine_loads(self) -> dict:
         return {k: self._total(k) for k in ("fresh", "swap", "swap_verified", "swap_rejected", "adapter")}
 
+    def prompt_tokens(self) -> dict:
+        """Prompt tokens sent, computed and served from the prefix cache, over every engine so far."""
+        from runner.generation.prompt_stats import PROMPT_TOKEN_KEYS
+
+        return {k: self._total(k) for k in PROMPT_TOKEN_KEYS}
+
 
 
 class GradingStage(_PooledStage):

@@ -84,6 +84,13 @@ class Sinks:
             done.append(c)
         return done
 
+    def run_summary(self, figures: dict) -> None:
+        """Figures of the whole run (prompt tokens computed vs sent) to the sinks that keep them (W&B)."""
+        for s in self.sinks:
+            keep = getattr(s, "run_summary", None)  # optional: most sinks have no run-level record
+            if keep is not None:
+                keep(figures)
+
     def close(self) -> list[str]:
         where: list[str] = []
         errors = []

@@ -73,6 +73,7 @@ def results_schema():
         ("eval_awareness_judge", pa.string()),  # the judge model's awareness label (grading.awareness_judge)
         ("grading_version", pa.string()),    # hash of everything that decides the grade (runner.graders.version)
         ("prompt_digest", pa.string()),      # hash of the rendered prompt (runner.grid.prompt_digest)
+        ("seed_rule", pa.string()),          # adaptive seeds: the rule and round that drew the seed; null: fixed
     ])
 
 

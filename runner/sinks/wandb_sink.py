@@ -122,6 +122,13 @@ class WandbSink:
     def checkpoint_done(self, ckpt, metrics: dict, transcripts: list[dict]) -> None:
         self.log_checkpoint(ckpt.model, ckpt.step, metrics, transcripts)
 
+    def run_summary(self, figures: dict) -> None:
+        """Run-level figures into each W&B run's summary (not a curve: they are not per checkpoint)."""
+        if not self.enabled or not figures:
+            return
+        for run in self.runs.values():
+            run.summary.update({f"{self.prefix}{k}": v for k, v in figures.items()})
+
     def close(self) -> list[str]:
         return self.finish()
 

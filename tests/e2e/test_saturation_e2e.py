@@ -11,7 +11,9 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-def _generate(stage, ckpt, items, batch_size):
+def _generate(stage, ckpt, items, batch_size, ahead: bool = True):
+    """`ahead`: prompts tokenized in the source, as a sweep does; else the engine's actor renders them."""
+    from runner.generation.pretokenize import PromptTokenizer
     from runner.pipeline.loop import run_pipeline
     from runner.pipeline.sources import GridSource
 
@@ -21,13 +23,16 @@ def _generate(stage, ckpt, items, batch_size):
         assert [r.item_id for r in batch.results] == [it.item_id for it in batch.items]
         replies.update((r.item_id, (r.status, r.response)) for r in batch.results)
 
-    run_pipeline(GridSource([(ckpt, iter(items))], batch_size, is_done=lambda _: False), [stage], on_done)
+    prepare = PromptTokenizer(lambda _: True).prepare if ahead else None
+    run_pipeline(GridSource([(ckpt, iter(items))], batch_size, is_done=lambda _: False, prepare=prepare), [stage],
+                 on_done)
     return replies
 
 
 def test_fixed_seed_replies_are_identical_alone_saturated_and_across_actor_counts(random_run, ray_local):
     from runner.bench.pipeline import bench_items
     from runner.config import SweepConfig
+    from runner.generation.backends import engine_placement
     from runner.generation.specs import build_engine_spec
     from runner.pipeline.pools import build_generation_stage
 
@@ -37,16 +42,17 @@ def test_fixed_seed_replies_are_identical_alone_saturated_and_across_actor_count
     crowd = items[:-6]
     spec = dataclasses.replace(build_engine_spec(SweepConfig(), "cpu"), max_model_len=2048)
 
-    one = build_generation_stage(spec, num_actors=1, per_actor=1, batch_size=8, max_inflight=64, max_retries=0)
+    placement = engine_placement("cpu", 1, spec.cpu_kv_cache_gib)
+    one = build_generation_stage(spec, placement, num_actors=1, batch_size=8, max_inflight=64, max_retries=0)
     try:
-        alone = _generate(one, ckpt, targets, batch_size=6)
+        alone = _generate(one, ckpt, targets, batch_size=6, ahead=False)  # and the same replies either way
         # The targets come last, in small batches: they join an engine busy with the crowd.
         crowded = _generate(one, ckpt, crowd + targets, batch_size=8)
         peak = one_stats(one)["peak_inflight"]
     finally:
         one.shutdown()
     assert peak > 8, f"the engine never held more than one batch ({peak} requests in flight)"
-    two = build_generation_stage(spec, num_actors=2, per_actor=1, batch_size=8, max_inflight=32, max_retries=0)
+    two = build_generation_stage(spec, placement, num_actors=2, batch_size=8, max_inflight=32, max_retries=0)
     try:
         spread = _generate(two, ckpt, crowd + targets, batch_size=8)
     finally:

@@ -45,6 +45,10 @@ def test_sweep_writes_the_grid_resumes_and_logs_wandb(demo_run, ray_local, tmp_p
     t = _read(out)
     assert t.num_rows == expected == s.rows_written
     assert s.batch_fallbacks == 0  # every engine batch succeeded whole (no silent item-by-item path)
+    # Two seeds per condition: the second is prefilled from the first's cached blocks (vLLM's counters).
+    p = s.prompt_tokens
+    assert p["prompt_tokens_computed"] + p["prompt_tokens_cached"] == p["prompt_tokens_sent"] > 0
+    assert p["prompt_computed_fraction"] < 0.75
     assert set(REQUIRED) <= set(t.schema.names)
     assert len(set(t["item_id"].to_pylist())) == expected
     assert set(t["status"].to_pylist()) == {"ok"}

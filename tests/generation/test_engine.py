@@ -94,3 +94,40 @@ def test_batches_of_another_checkpoint_wait_for_the_loaded_one_to_finish():
     # Three a's ran together before the switch to CK2 (not one at a time).
     assert max(sum(1 for x in events[:i] if x == ("start", "m@ck1")) - sum(1 for x in events[:i] if x == ("end", "m@ck1"))
                for i in range(len(events) + 1)) >= 2
+
+
+def _adapter(name: str, base: str = "/base", rank: int = 8) -> Checkpoint:
+    return Checkpoint("lora", name, int(name.split("-")[1]), base, "/t", adapter=f"/run/{name}", lora_rank=rank)
+
+
+def test_adapters_of_one_base_run_side_by_side_without_a_load_between():
+    """Batches of several adapters of one base model overlap on one engine: one load, no drain."""
+    import threading
+    import time
+
+    running, peak = [0], [0]
+
+    class SlowFake(FakeBackend):
+        def complete(self, items):
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            time.sleep(0.1)
+            running[0] -= 1
+            return super().complete(items)
+
+    fake = SlowFake()
+    gen = Generator(fake, EngineSpec(max_model_len=100))
+    adapters = [_adapter(f"checkpoint-{i}") for i in (1, 2, 3, 4)]
+    threads = [threading.Thread(target=gen.generate, args=(a, [item(i)])) for i, a in enumerate(adapters)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(fake.loads) == 1  # the first batch to arrive loaded the base model, once
+    assert sorted(fake.adapters) == sorted(a.key for a in adapters)
+    assert peak[0] >= 2  # adapters' batches ran at once
+
+    # Another base model, or a rank the engine did not reserve, is another engine: a load.
+    gen.generate(_adapter("checkpoint-5", base="/other"), [item(9)])
+    gen.generate(_adapter("checkpoint-6", base="/other", rank=64), [item(10)])
+    assert len(fake.loads) == 3

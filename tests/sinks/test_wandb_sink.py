@@ -143,3 +143,17 @@ def test_large_results_are_logged_as_a_reference(tmp_path, monkeypatch):
     arts = {r["artifact"]["name"]: r["artifact"] for r in _records(where) if r.get("type") == "artifact"}
     entries = arts["results-sweep-3"]["manifest"]["contents"]
     assert entries and all(e["ref"].startswith(results.resolve().as_uri()) for e in entries), entries
+
+
+def test_run_summary_holds_the_prompt_token_figures(tmp_path):
+    cfg = WandbConfig(mode=WandbMode.offline, dir=str(tmp_path / "wb"))
+    sink = WandbSink(cfg, tmp_path, "sweep-2", {"name": "demo"})
+    sink.log_checkpoint("m", 100, _metrics(1, 10))
+    sink.run_summary({"prompt_tokens_sent": 800, "prompt_tokens_computed": 100, "prompt_computed_fraction": 0.125})
+    where = sink.finish()[0]
+    summary = {}
+    for r in _records(where):
+        if r.get("type") == "summary":
+            summary.update(r["summary"].get("update", {}))
+    assert summary["prompt_tokens_computed"] == 100
+    assert summary["prompt_computed_fraction"] == 0.125
