@@ -17,8 +17,8 @@ from typing import Any
 
 from runner.config import JudgeCombine
 from runner.generation.engine import GenerationResult
-from runner.graders.judge import combine_label, judge_columns
-from runner.graders.reasons import GENERATION_FAILED, NEEDS_JUDGE
+from runner.graders.judge import judge_columns
+from runner.graders.label import final_label
 from runner.graders.registry import GRADERS
 from runner.grid import WorkItem, prompt_digest
 from runner.sinks.parquet import SCHEMA_VERSION
@@ -30,18 +30,6 @@ GENERATION_COLUMNS = ("item_id", "scenario", "condition", "model", "checkpoint",
 
 # Columns that say nothing when there is no reply to grade.
 _REPLY_COLUMNS = ("rule_harmful", "eval_awareness", "eval_awareness_evidence")
-
-
-def final_label(grades: dict[str, Any], combine: JudgeCombine, ok: bool) -> tuple[bool | None, str | None]:
-    """(harmful, unscored_reason) from the rules' grading and the judge's judgment, either absent."""
-    rule, judgment = grades.get("rules"), grades.get("judge")
-    if not ok:
-        return None, rule.unscored_reason if rule is not None else GENERATION_FAILED
-    if rule is None:  # grading.rules=false: the judge decides as it does where the rules abstain
-        if judgment is None:
-            return None, "no grader enabled"
-        return combine_label(None, NEEDS_JUDGE, judgment, combine)
-    return combine_label(rule.harmful, rule.unscored_reason, judgment, combine)
 
 
 def grading_columns(grades: dict[str, Any], combine: JudgeCombine, ok: bool) -> dict:

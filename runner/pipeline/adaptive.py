@@ -180,7 +180,7 @@ def stored_labels(out_dir, item_ids: set[str], prefer: str | None) -> dict[str, 
 def build_adaptive_source(plan, checkpoints: list[Checkpoint], batch_size: int, is_done: Callable[[str], bool],
                           done: set[str], grading_version: str | None, combine, prepare=None) -> AdaptiveSource:
     """The sweep's source when `sampling.adaptive.enabled` (session.py)."""
-    from runner.rows import final_label
+    from runner.graders.label import final_label
 
     cfg = plan.cfg
 

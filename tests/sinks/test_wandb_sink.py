@@ -155,5 +155,5 @@ def test_run_summary_holds_the_prompt_token_figures(tmp_path):
     for r in _records(where):
         if r.get("type") == "summary":
             summary.update(r["summary"].get("update", {}))
-    assert summary["prompt_tokens_computed"] == 100
-    assert summary["prompt_computed_fraction"] == 0.125
+    assert summary["eval/prompt_tokens_computed"] == 100      # under the run's key prefix
+    assert summary["eval/prompt_computed_fraction"] == 0.125
