@@ -35,7 +35,7 @@ from runner.grid import (
 )
 from runner.rows import GENERATION_COLUMNS, stored_result
 from runner.scenarios import load_packs
-from runner.sinks.parquet import PARTITION_COLUMN, done_item_ids, latest_rows, read_results
+from runner.sinks.parquet import PARTITION_COLUMN, latest_rows, read_results
 
 BUILTIN_SCENARIOS = REPO_ROOT / "scenarios"
 PACK_CHANGED = "scenario pack changed since generation"
@@ -218,13 +218,13 @@ class RegradePlan:
         return self.paths.pack_dirs
 
 
-def read_stored(root: Path, cols: list[str] | None = None):
+def read_stored(root: Path, cols: list[str] | None = None, filter=None):
     """The dataset's generation and grading-version columns; a dataset that does not read is bad input."""
     import pyarrow as pa
 
     cols = cols or [*GENERATION_COLUMNS, "created_at", "grading_version", "unscored_reason", "tool_calls"]
     try:
-        return read_results(root, columns=cols)
+        return read_results(root, columns=cols, filter=filter)
     except (pa.ArrowException, OSError) as e:
         raise UserError(f"not a results dataset: {root} does not read as one ({str(e).splitlines()[0][:300]})") from None
 
@@ -360,18 +360,22 @@ class Progress:
 def sweep_progress(plan: SweepPlan) -> Progress:
     """Items of the grid already generated, and among them those whose newest grading failed
     (a grader or judge died): those are graded again from the stored reply, not regenerated."""
+    import pyarrow.dataset as ds
+
     out_dir = plan.paths.output_dir
-    done = done_item_ids(out_dir)
+    # The small columns of every row first: replies are read only for the items to grade again.
+    light = read_stored(out_dir, ["item_id", "status", "unscored_reason", "grading_version", "created_at"])
+    ok = light.filter(_ok(light))
+    done = set(ok["item_id"].to_pylist())
     if not done:
         return Progress(done)
     version = grading_version(plan.cfg.grading, plan.packs)
-    table = read_stored(out_dir)
-    transient = {r["item_id"] for r in latest_rows(table.filter(_ok(table)), prefer=version).to_pylist()
-                 if is_transient(r["unscored_reason"])}
+    transient = {r["item_id"] for r in latest_rows(ok, prefer=version).to_pylist() if is_transient(r["unscored_reason"])}
     if not transient:
         return Progress(done)
     grid = set(plan.grid_ids()) & transient
-    rows = [r for r in newest_ok_rows(table) if r["item_id"] in grid]
+    table = read_stored(out_dir, filter=ds.field("item_id").isin(pa_strings(grid)))
+    rows = newest_ok_rows(table)
     todo, unbuildable = stored_todo(rows, {p.name: p for p in plan.packs}, set(), plan.rendered)
     return Progress(done, todo, unbuildable)
 
