@@ -162,6 +162,11 @@ class SweepPlan:
     def count(self, checkpoints: list[Checkpoint]) -> int:
         return sum(self._quota(checkpoints))
 
+    @property
+    def n_conditions(self) -> int:
+        """Conditions of the selected packs (per checkpoint and seed; --limit left out)."""
+        return count_items(self.packs, self.cfg.scenarios.where, self.checkpoints[:1] or [None], 1)
+
 
 def plan_sweep(cfg: SweepConfig, allow_no_checkpoints: bool = False, limit: int | None = None) -> SweepPlan:
     """Load packs, build (or find) checkpoints, size the grid, resolve the judge. Writes nothing

@@ -103,9 +103,10 @@ class SweepSession:
         total = plan.count(checkpoints)  # --limit included
         summary = SweepSummary(self.run_id, str(self.out_dir), total)
         self.progress.reset(total + len(progress.regrade) + len(progress.unbuildable))
-        n_conditions = total // max(1, len(checkpoints) * cfg.sampling.seeds)
+        n_conditions = plan.n_conditions
         self.progress.message(
-            f"run {self.run_id}: {total} items = {len(checkpoints)} checkpoint(s) x {n_conditions} conditions "
+            f"run {self.run_id}: {total} items{f' (--limit {plan.limit})' if plan.limit else ''} = "
+            f"{len(checkpoints)} checkpoint(s) x {n_conditions} conditions "
             f"({len(plan.families)} families) x {cfg.sampling.seeds} seeds; {len(progress.done)} items already ok "
             f"in {self.out_dir}" + (f"; {len(progress.regrade)} to grade again (their grading failed)"
                                     if progress.regrade else ""))

@@ -50,7 +50,7 @@ def describe_plan(plan: SweepPlan) -> list[str]:
     cfg = plan.cfg
     progress = sweep_progress(plan)
     done = sum(1 for i in plan.grid_ids() if i in progress.done)
-    n_conditions = plan.total_items // max(1, len(plan.checkpoints) * cfg.sampling.seeds)
+    n_conditions = plan.n_conditions
     g = cfg.generation
     engines = (f"{g.num_actors} generation engine(s)" if g.num_actors else "generation engines: one per "
                f"{g.cpu_threads_per_actor} core(s) (CPU) or {g.tensor_parallel_size} GPU(s) (CUDA) of the cluster")
