@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from runner.checkpoints import files as F
 from runner.checkpoints.layout import Candidate, Layout, RunListing
 from runner.checkpoints.layouts import AUTO, LAYOUTS, find_layout, is_pattern, layout_problem
 from runner.checkpoints.layouts.pattern import DEFAULT_PATTERN, pattern_layout
 from runner.checkpoints.model import Checkpoint, CheckpointStatus
-from runner.config import BUILTIN_DEMO_MODEL, ModelConfig
+from runner.config import ModelConfig
 from runner.errors import CheckpointError, ConfigError
 from runner.remote import Entry, Location, open_location
 
@@ -41,10 +40,10 @@ class RunReport:
         return [s.checkpoint for s in self.statuses if s.checkpoint is not None]
 
 
-def list_checkpoints(model: ModelConfig, demo_run_dir: Path | None = None) -> RunReport:
+def list_checkpoints(model: ModelConfig) -> RunReport:
     """Every step directory of the model's run, ready or not. Raises CheckpointError when the
     path is not a model or run directory at all, ConfigError for a bad layout setting."""
-    root = _open_root(model, demo_run_dir)
+    root = _open_root(model)
     try:
         run = RunListing.read(root)
     except CheckpointError as e:
@@ -68,10 +67,10 @@ def list_checkpoints(model: ModelConfig, demo_run_dir: Path | None = None) -> Ru
     return RunReport(model.name, model.path, layout.name, statuses, list(dict.fromkeys(run.warnings)))
 
 
-def discover_checkpoints(model: ModelConfig, demo_run_dir: Path | None = None) -> list[Checkpoint]:
+def discover_checkpoints(model: ModelConfig) -> list[Checkpoint]:
     """The model's ready checkpoints in step order, with a warning per reason for the others.
     Raises CheckpointError when none is usable (or a checkpoint named in `checkpoints` is not)."""
-    report = list_checkpoints(model, demo_run_dir)
+    report = list_checkpoints(model)
     problems = [s for s in report.statuses if not s.ready]
     out = report.checkpoints
     if problems and (not out or model.checkpoints):
@@ -120,13 +119,9 @@ def _not_a_run(model: ModelConfig, layout: Layout | None = None) -> str:
     return f"models '{model.name}': {model.path} is neither {what} nor {how}"
 
 
-def _open_root(model: ModelConfig, demo_run_dir: Path | None) -> Location:
-    raw = model.path
-    if raw == BUILTIN_DEMO_MODEL:
-        if demo_run_dir is None:
-            raise CheckpointError(f"models '{model.name}': the demo run has not been built")
-        raw = str(demo_run_dir)
-    root = open_location(raw, f"models '{model.name}'.path")
+def _open_root(model: ModelConfig) -> Location:
+    """`model.path` with builtin names already resolved (runner.plan.resolve_model)."""
+    root = open_location(model.path, f"models '{model.name}'.path")
     kind = _kind(root, model.name)
     if kind == "missing":
         raise CheckpointError(f"models '{model.name}': path not found: {model.path}")

@@ -105,7 +105,7 @@ def _api_preflight(where: str, api: ApiConfig, ckpt: Checkpoint) -> None:
 
 
 BACKENDS: dict[ModelBackend, BackendEntry] = {
-    ModelBackend.vllm: BackendEntry("vllm", lambda m: discover_checkpoints(m), _local_judge_model, _no_preflight,
+    ModelBackend.vllm: BackendEntry("vllm", discover_checkpoints, _local_judge_model, _no_preflight,
                                     engine_placement, serves_locally=True),
     ModelBackend.openai: BackendEntry("openai", _api_checkpoints, _api_judge_model, _api_preflight,
                                       lambda device, per_actor, kv: Placement("", 0), serves_locally=False),
