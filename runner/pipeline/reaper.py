@@ -8,10 +8,17 @@ after a SIGKILL of the driver), holding ports and memory that the next run on a 
 wants.
 
 So the driver starts this process first: it waits for the end of a pipe only the driver holds
-(no polling; EOF comes the moment the driver is gone, however it died), then stops every process
-whose environment carries the driver's marker. The marker is set in the driver's environment
-before Ray starts, so Ray's processes and their children inherit it, whatever they are renamed to
-by setproctitle and whoever they are re-parented to; no other Ray on the machine carries it.
+(EOF comes the moment the driver is gone, however it died), then stops its Ray's processes. Two
+ways find them, because neither finds all of them alone:
+- the marker: set in the driver's environment before Ray starts, so Ray's processes and their
+  children inherit it, whoever they are re-parented to; no other Ray on the machine carries it.
+  But `/proc/PID/environ` is the memory where the process's environment started, and
+  setproctitle (which Ray's DashboardAgent and RuntimeEnvAgent call to rename themselves)
+  overwrites that memory: the agents' marker reads back as zeros (seen on Ray 2.60).
+- the driver's descendants, noted every `SNAPSHOT_EVERY_S` while the driver lives, each by pid
+  and start time (so a reused pid is never taken for one of them). The agents are children of
+  the raylet, started with Ray, so the notes hold them before the driver dies; after it dies
+  they are re-parented and no longer found from the driver.
 
     python -m runner.pipeline.reaper MARKER_VALUE     (stdin: the driver's pipe)
 """
@@ -19,6 +26,7 @@ by setproctitle and whoever they are re-parented to; no other Ray on the machine
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -26,6 +34,7 @@ import time
 import uuid
 
 MARKER = "RUNNER_LOCAL_RAY_OWNER"
+SNAPSHOT_EVERY_S = 2.0
 # The reapers of this process: holding them holds their pipes open (a collected Popen would close it).
 _started: list[subprocess.Popen] = []
 
@@ -86,11 +95,54 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) from /proc/PID/stat, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def descendants(root: int) -> dict[int, int]:
+    """Every living descendant of `root`: pid -> start time."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (st := _stat(int(name))) is not None:
+            children.setdefault(st[0], []).append((int(name), st[1]))
+    found, todo = {}, [root]
+    while todo:
+        for pid, start in children.get(todo.pop(), ()):
+            if pid not in found:
+                found[pid] = start
+                todo.append(pid)
+    return found
+
+
+def stop_noted(noted: dict[int, int]) -> int:
+    """SIGKILL each noted process that is still the same process (same start time)."""
+    n = 0
+    for pid, start in noted.items():
+        st = _stat(pid)
+        if pid != os.getpid() and st is not None and st[1] == start:
+            _signal(pid, signal.SIGKILL)
+            n += 1
+    return n
+
+
 def main(argv: list[str]) -> int:
     (value,) = argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.stdin.buffer.read()  # returns at EOF: the driver has exited, normally or not
+    driver = os.getppid()
+    noted: dict[int, int] = {}
+    # Returns at EOF: the driver has exited, normally or not. Until then, note its descendants.
+    while not select.select([sys.stdin], [], [], SNAPSHOT_EVERY_S)[0]:
+        noted.update(descendants(driver))
+    sys.stdin.buffer.read()  # the driver never writes: this is the EOF
+    noted.pop(os.getpid(), None)
     stop_marked(value)
+    stop_noted(noted)  # what the marker cannot show (renamed by setproctitle), SIGTERMed or not
     return 0
 
 
