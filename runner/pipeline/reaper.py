@@ -51,11 +51,19 @@ def start_reaper() -> subprocess.Popen:
     return reaper
 
 
+def _pids() -> list[str]:
+    """The names under /proc; none where there is no /proc (macOS: the reaper then does nothing)."""
+    try:
+        return os.listdir("/proc")
+    except OSError:
+        return []
+
+
 def marked_pids(value: str) -> list[int]:
     """Pids whose environment holds MARKER=value (this user's processes; others are unreadable)."""
     needle = f"{MARKER}={value}".encode()
     found = []
-    for name in os.listdir("/proc"):
+    for name in _pids():
         if not name.isdigit() or int(name) == os.getpid():
             continue
         try:
@@ -108,7 +116,7 @@ def _stat(pid: int) -> tuple[int, int] | None:
 def descendants(root: int) -> dict[int, int]:
     """Every living descendant of `root`: pid -> start time."""
     children: dict[int, list[tuple[int, int]]] = {}
-    for name in os.listdir("/proc"):
+    for name in _pids():
         if name.isdigit() and (st := _stat(int(name))) is not None:
             children.setdefault(st[0], []).append((int(name), st[1]))
     found, todo = {}, [root]
