@@ -96,21 +96,18 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().split(b") ", 1)[1][:1] != b"Z"
-    except (OSError, IndexError):
-        return False
+    st = _stat(pid)
+    return st is not None and st[0] != b"Z"
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) from /proc/PID/stat, or None when it is gone."""
+def _stat(pid: int) -> tuple[bytes, int, int] | None:
+    """(state, parent pid, start time in clock ticks) from /proc/PID/stat, or None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             fields = fh.read().rsplit(b") ", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return int(fields[1]), int(fields[19])
+    return fields[0], int(fields[1]), int(fields[19])
 
 
 def descendants(root: int) -> dict[int, int]:
@@ -118,7 +115,7 @@ def descendants(root: int) -> dict[int, int]:
     children: dict[int, list[tuple[int, int]]] = {}
     for name in _pids():
         if name.isdigit() and (st := _stat(int(name))) is not None:
-            children.setdefault(st[0], []).append((int(name), st[1]))
+            children.setdefault(st[1], []).append((int(name), st[2]))
     found, todo = {}, [root]
     while todo:
         for pid, start in children.get(todo.pop(), ()):
@@ -133,7 +130,7 @@ def stop_noted(noted: dict[int, int]) -> int:
     n = 0
     for pid, start in noted.items():
         st = _stat(pid)
-        if pid != os.getpid() and st is not None and st[1] == start:
+        if pid != os.getpid() and st is not None and st[2] == start:
             _signal(pid, signal.SIGKILL)
             n += 1
     return n
@@ -148,7 +145,6 @@ def main(argv: list[str]) -> int:
     while not select.select([sys.stdin], [], [], SNAPSHOT_EVERY_S)[0]:
         noted.update(descendants(driver))
     sys.stdin.buffer.read()  # the driver never writes: this is the EOF
-    noted.pop(os.getpid(), None)
     stop_marked(value)
     stop_noted(noted)  # what the marker cannot show (renamed by setproctitle), SIGTERMed or not
     return 0
